@@ -1,0 +1,124 @@
+"""The ``latentkit`` command line.
+
+User errors (:class:`latentkit.errors.LatentkitError`) print one paragraph and exit with status 2; ``--debug`` shows
+the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from latentkit.errors import LatentkitError
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from latentkit.plugins import get_registry
+
+    registry = get_registry()
+    rows = [
+        {
+            "kind": kind,
+            "name": entry.name,
+            "plugin": entry.source.plugin,
+            "distribution": entry.source.distribution,
+            "version": entry.source.version,
+        }
+        for kind, reg in registry.kinds.items()
+        for entry in reg
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for kind, reg in registry.kinds.items():
+        print(f"{kind}:")
+        entries = list(reg)
+        if not entries:
+            print("  (none)")
+        for entry in entries:
+            src = entry.source
+            print(f"  {entry.name:<20} {src.distribution} {src.version}  (plugin {src.plugin})")
+    return 0
+
+
+def _cmd_import_jointvae(args: argparse.Namespace) -> int:
+    from latentkit.interop.jointvae_original import import_original
+
+    config = import_original(args.src, args.out)
+    names = ", ".join(f"{c['name']}={c['family']}" for c in config["model"]["channels"])
+    print(f"imported {args.src} -> {args.out} (dataset {config['dataset']['name']}, channels {names})")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from latentkit.evaluate import evaluate_checkpoint
+
+    results = evaluate_checkpoint(
+        args.checkpoint,
+        metrics=args.metric,
+        data_root=args.data_root,
+        split=args.split,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for metric, values in results["metrics"].items():
+            for key, value in values.items():
+                print(f"{metric}.{key}: {value:.4f}" if isinstance(value, float) else f"{metric}.{key}: {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="latentkit", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plugins", help="list every registered family, network, schedule, objective, data set, metric")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_plugins)
+
+    p = sub.add_parser("import-jointvae", help="convert a checkpoint of the original JointVAE code")
+    p.add_argument("src", help="folder holding the original's model.pt and specs.json")
+    p.add_argument("out", help="latentkit checkpoint folder to write")
+    p.set_defaults(func=_cmd_import_jointvae)
+
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint folder with one or more metrics")
+    p.add_argument("checkpoint", help="a latentkit checkpoint folder or run directory")
+    p.add_argument("--metric", action="append", required=True, help="metric name (repeatable), e.g. accuracy")
+    p.add_argument("--data-root", default=None, help="folder holding the data sets (default $LATENTKIT_DATA or ./data)")
+    p.add_argument("--split", default="test", help="data split to evaluate on (default test)")
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_evaluate)
+
+    try:  # the trainer adds `train` when present
+        from latentkit.train.cli import add_train_parser
+    except ImportError:
+        pass
+    else:
+        add_train_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LatentkitError as exc:
+        if args.debug:
+            raise
+        print(f"latentkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"latentkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

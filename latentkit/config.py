@@ -1,0 +1,106 @@
+"""Model specifications: plain data (attrs), saved as JSON, built into modules through the plugin registry.
+
+A spec names plugins and their options; it never holds code, so a checkpoint folder can be reloaded from its JSON
+alone, and loading a checkpoint never executes anything from a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from latentkit.errors import ConfigError
+
+
+def _options(value: Any) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"options must be a mapping of keyword arguments, got {value!r}")
+    return dict(value)
+
+
+@attrs.frozen
+class Component:
+    """A plugin by registry name, with the keyword options it is built with."""
+
+    name: str
+    options: dict = attrs.field(factory=dict, converter=_options)
+
+    @classmethod
+    def from_dict(cls, data: Any, what: str) -> Component:
+        if isinstance(data, str):
+            return cls(data)
+        if not isinstance(data, Mapping) or not isinstance(data.get("name"), str):
+            raise ConfigError(f"{what} must be {{'name': ..., 'options': {{...}}}}, got {data!r}")
+        unknown = set(data) - {"name", "options"}
+        if unknown:
+            raise ConfigError(f"{what} has unknown keys {sorted(unknown)}; allowed: name, options")
+        return cls(data["name"], data.get("options"))
+
+
+@attrs.frozen
+class ChannelSpec:
+    """One channel of the joint latent: its name, family and the family's options."""
+
+    name: str
+    family: str
+    options: dict = attrs.field(factory=dict, converter=_options)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ChannelSpec:
+        if not isinstance(data, Mapping) or not {"name", "family"} <= set(data):
+            raise ConfigError(f"a channel must be {{'name': ..., 'family': ..., 'options': {{...}}}}, got {data!r}")
+        unknown = set(data) - {"name", "family", "options"}
+        if unknown:
+            raise ConfigError(f"channel {data.get('name')!r} has unknown keys {sorted(unknown)}")
+        return cls(str(data["name"]), str(data["family"]), data.get("options"))
+
+
+def _image_shape(value: Any) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"image_shape must be three whole numbers (channels, height, width), got {value!r}") from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise ConfigError(f"image_shape must be three positive numbers (channels, height, width), got {value!r}")
+    return shape  # type: ignore[return-value]
+
+
+@attrs.frozen
+class ModelSpec:
+    """Everything needed to build a :class:`~latentkit.core.JointVAE`: image shape, channels in order, network."""
+
+    image_shape: tuple[int, int, int] = attrs.field(converter=_image_shape)
+    channels: tuple[ChannelSpec, ...] = attrs.field(converter=tuple)
+    network: Component = attrs.field(factory=lambda: Component("jointvae_conv"))
+
+    def __attrs_post_init__(self) -> None:
+        names = [c.name for c in self.channels]
+        if not names:
+            raise ConfigError("a model needs at least one latent channel")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"channel names must be unique, got {names}")
+        for name in names:
+            if not name.isidentifier():
+                raise ConfigError(f"channel name {name!r} must be an identifier such as 'cont' or 'disc'")
+
+    def to_dict(self) -> dict:
+        return attrs.asdict(self, recurse=True, value_serializer=lambda _i, _a, v: list(v) if isinstance(v, tuple) else v)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelSpec:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a model spec must be a mapping, got {type(data).__name__}")
+        unknown = set(data) - {"image_shape", "channels", "network"}
+        if unknown:
+            raise ConfigError(f"model spec has unknown keys {sorted(unknown)}; allowed: image_shape, channels, network")
+        if "image_shape" not in data or "channels" not in data:
+            raise ConfigError("a model spec needs 'image_shape' and 'channels'")
+        return cls(
+            image_shape=data["image_shape"],
+            channels=[ChannelSpec.from_dict(c) for c in data["channels"]],
+            network=Component.from_dict(data.get("network", "jointvae_conv"), "network"),
+        )

@@ -1,0 +1,21 @@
+"""Protocols of latentkit's core. Imports no plugin, no trainer, no CLI."""
+
+from latentkit.core.family import LatentContext, LatentFamily, Params
+from latentkit.core.joint import JointLatent
+from latentkit.core.model import JointVAE, ModelOutput
+from latentkit.core.network import ImageShape, NetworkFamily
+from latentkit.core.objective import Objective
+from latentkit.core.schedule import CapacitySchedule
+
+__all__ = [
+    "CapacitySchedule",
+    "ImageShape",
+    "JointLatent",
+    "JointVAE",
+    "LatentContext",
+    "LatentFamily",
+    "ModelOutput",
+    "NetworkFamily",
+    "Objective",
+    "Params",
+]

@@ -1,0 +1,149 @@
+"""The latent-family protocol.
+
+A *family* describes one kind of latent unit (a Gaussian coordinate, a categorical variable, ...). An instance of a
+family class is configured into a *channel* (``GumbelSoftmax(sizes=[2, 2, 2])``) and is the only object that knows how
+its encoder features become distribution parameters, how to sample, and what its KL to the prior is.
+
+The design follows ``torch.distributions``: a family is a small object, parameters are plain tensors held in a dict, and
+the analytic KL is the family's job. What JointVAE adds is a *capacity bound* — the largest KL to its prior one channel
+can carry (``inf`` for a Gaussian, ``Σ log K`` for categoricals) — which the objective uses to clip capacity schedules,
+and *traversal values* for visualisation.
+
+Families may depend on other channels (a mixture prior whose component is another channel's category, as in VaDE or
+GMVAE). Such a family lists the channels it reads in :attr:`LatentFamily.depends_on`; every method that involves the
+prior receives a :class:`LatentContext` holding the other channels' parameters and samples, so the core never needs to
+know about the dependency.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Mapping
+from typing import ClassVar
+
+import attrs
+import torch
+from torch import Tensor, nn
+
+#: The distribution parameters of one channel for a batch, by name (e.g. ``{"mean": ..., "logvar": ...}``).
+#: Every tensor's first dimension is the batch.
+Params = dict[str, Tensor]
+
+
+@attrs.frozen
+class LatentContext:
+    """What a channel may read of the *other* channels of the same joint latent.
+
+    ``params`` always holds every channel's parameters. ``samples`` holds the values drawn so far: during
+    :meth:`JointLatent.prior_sample` only channels earlier in dependency order are present.
+    """
+
+    params: Mapping[str, Params] = attrs.field(factory=dict)
+    samples: Mapping[str, Tensor] = attrs.field(factory=dict)
+
+
+class LatentFamily(nn.Module, abc.ABC):
+    """One channel of a joint latent: ``unit_count`` units of one family, configured.
+
+    Subclasses are ``nn.Module`` so that a family with learnable prior parameters (a GMM prior) keeps them in the
+    model's state dict. Shapes below use ``B`` for the batch.
+
+    Contract (checked for every registered family by :mod:`latentkit.testing`):
+
+    * ``kl(params, ctx)`` is the analytic KL of the posterior to the prior per unit, shape ``(B, unit_count)``, finite,
+      non-negative, 0 at the prior, at most :meth:`capacity_bound` summed over units;
+    * it agrees with a Monte-Carlo estimate ``E[log_posterior - log_prior]`` over :meth:`sample_posterior` draws;
+    * ``rsample`` is differentiable with respect to ``params`` (``has_rsample``).
+    """
+
+    #: Name under which the family is registered; set by subclasses.
+    family_name: ClassVar[str] = ""
+    #: True when :meth:`rsample` is reparametrised (gradients reach the parameters).
+    has_rsample: ClassVar[bool] = True
+    #: True when units take values in a finite set and :meth:`categories` is defined.
+    is_discrete: ClassVar[bool] = False
+    #: Names of the channels whose parameters or samples this family's prior depends on.
+    depends_on: tuple[str, ...] = ()
+
+    # --- sizes -------------------------------------------------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def param_size(self) -> int:
+        """Number of encoder features this channel consumes."""
+
+    @property
+    @abc.abstractmethod
+    def sample_size(self) -> int:
+        """Width of this channel's sample in the latent vector fed to the decoder."""
+
+    @property
+    @abc.abstractmethod
+    def unit_count(self) -> int:
+        """Number of units the KL is reported for (Gaussian: dimensions; categorical: variables)."""
+
+    @abc.abstractmethod
+    def unit_slice(self, unit: int) -> slice:
+        """The columns of this channel's sample that belong to ``unit``."""
+
+    # --- parameters and samples --------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def params_from_features(self, features: Tensor) -> Params:
+        """Turn ``(B, param_size)`` encoder features into distribution parameters."""
+
+    @abc.abstractmethod
+    def rsample(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
+        """A reparametrised (differentiable) training sample, ``(B, sample_size)``."""
+
+    @abc.abstractmethod
+    def representative(self, params: Params) -> Tensor:
+        """The deterministic value used in evaluation (Gaussian: the mean; categorical: the argmax one-hot)."""
+
+    @abc.abstractmethod
+    def kl(self, params: Params, context: LatentContext) -> Tensor:
+        """Analytic KL of the posterior to the prior per unit, ``(B, unit_count)``."""
+
+    @abc.abstractmethod
+    def capacity_bound(self) -> float:
+        """The largest KL, in nats, this whole channel can carry (``math.inf`` when unbounded)."""
+
+    @abc.abstractmethod
+    def prior_sample(
+        self, n: int, context: LatentContext, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """``n`` draws from the prior, ``(n, sample_size)``, in the space the decoder reads."""
+
+    @abc.abstractmethod
+    def traversal_values(self, unit: int, n: int) -> Tensor:
+        """Values to sweep ``unit`` through, ``(m, width of unit_slice(unit))``; ``n`` is a hint for continuous units."""
+
+    # --- exact posterior, for Monte-Carlo checks ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def sample_posterior(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
+        """An exact (not relaxed) posterior draw, in the space of :meth:`prior_sample`."""
+
+    @abc.abstractmethod
+    def log_posterior(self, params: Params, value: Tensor) -> Tensor:
+        """``log q(value)`` per unit, ``(B, unit_count)``, for values from :meth:`sample_posterior`."""
+
+    @abc.abstractmethod
+    def log_prior(self, value: Tensor, context: LatentContext) -> Tensor:
+        """``log p(value)`` per unit, ``(B, unit_count)``."""
+
+    # --- optional ----------------------------------------------------------------------------------------------------
+    def categories(self, params: Params) -> Tensor:
+        """The most probable category of each unit, ``(B, unit_count)`` int64 (discrete families only)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a discrete family")
+
+    def unit_sizes(self) -> tuple[int, ...]:
+        """Number of categories of each unit (discrete families only)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a discrete family")
+
+    @classmethod
+    def example_configs(cls) -> list[dict]:
+        """Configurations the conformance suite builds this family with; override to cover your options."""
+        return [{}]
+
+    def extra_repr(self) -> str:
+        bound = self.capacity_bound()
+        return f"units={self.unit_count}, capacity_bound={'inf' if math.isinf(bound) else f'{bound:.4f}'}"

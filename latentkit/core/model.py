@@ -1,0 +1,48 @@
+"""A VAE over a joint latent: encoder → joint latent → decoder, with one output type.
+
+Nothing here is specific to JointVAE: the objective (a plugin) decides what is minimised.
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+from torch import Tensor, nn
+
+from latentkit.core.family import Params
+from latentkit.core.joint import JointLatent
+
+
+@attrs.frozen
+class ModelOutput:
+    """Everything one forward pass produces (the same type for every model, as pythae does)."""
+
+    reconstruction: Tensor  #: ``(B, C, H, W)`` pixel probabilities
+    params: dict[str, Params]  #: each channel's distribution parameters
+    samples: dict[str, Tensor]  #: each channel's sample (training) or representative (eval)
+    latent: Tensor  #: the concatenated latent vector the decoder read
+
+
+class JointVAE(nn.Module):
+    """Encoder, joint latent and decoder. Samples in training mode, uses representatives in eval mode."""
+
+    def __init__(self, encoder: nn.Module, latent: JointLatent, decoder: nn.Module, image_shape: tuple[int, int, int]):
+        super().__init__()
+        self.encoder = encoder
+        self.latent = latent
+        self.decoder = decoder
+        self.image_shape = tuple(image_shape)
+
+    def encode(self, x: Tensor) -> dict[str, Params]:
+        """Images to each channel's posterior parameters."""
+        return self.latent.split(self.encoder(x))
+
+    def decode(self, latent: Tensor) -> Tensor:
+        """A latent vector (channels concatenated) to pixel probabilities."""
+        return self.decoder(latent)
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> ModelOutput:
+        params = self.encode(x)
+        samples = self.latent.sample(params, reparametrise=self.training, generator=generator)
+        z = self.latent.concat(samples)
+        return ModelOutput(reconstruction=self.decode(z), params=params, samples=samples, latent=z)

@@ -1,0 +1,57 @@
+"""Every hook a latentkit plugin can implement, in one module.
+
+Each hook hands the plugin a registry to add to (tox 4's way), so a plugin says *what* it provides and the registry
+records *who* provided it. Built-in plugins use exactly these hooks and are found through the same ``latentkit``
+entry-point group as third-party ones::
+
+    # in a third-party package's pyproject.toml
+    [project.entry-points.latentkit]
+    vonmises = "my_package.vonmises_plugin"
+
+    # my_package/vonmises_plugin.py
+    from latentkit.plugins import hookimpl
+
+    @hookimpl
+    def latentkit_register_families(registry):
+        registry.add("vonmises", VonMisesFamily)
+
+A function named ``latentkit_...`` that matches no hook below makes start-up fail (a misspelt hook is never silently
+ignored).
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "latentkit"
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+
+@hookspec
+def latentkit_register_families(registry):
+    """Add latent families: ``registry.add(name, LatentFamily subclass)``."""
+
+
+@hookspec
+def latentkit_register_networks(registry):
+    """Add networks: ``registry.add(name, NetworkFamily subclass)``."""
+
+
+@hookspec
+def latentkit_register_schedules(registry):
+    """Add capacity schedules: ``registry.add(name, CapacitySchedule subclass)``."""
+
+
+@hookspec
+def latentkit_register_objectives(registry):
+    """Add objectives: ``registry.add(name, factory)`` where ``factory(latent=, image_shape=, registry=, **options)``."""
+
+
+@hookspec
+def latentkit_register_datasets(registry):
+    """Add data sets: ``registry.add(name, DatasetProvider subclass)``."""
+
+
+@hookspec
+def latentkit_register_metrics(registry):
+    """Add evaluation metrics: ``registry.add(name, callable)``."""

@@ -1,0 +1,110 @@
+"""The plugin manager: loads plugins from the ``latentkit`` entry-point group and fills the registries."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+
+import pluggy
+
+from latentkit.errors import PluginError
+from latentkit.plugins import hookspecs
+from latentkit.plugins.registry import KINDS, Registry, Source
+
+ENTRY_POINT_GROUP = "latentkit"
+
+# Plugins registered in code (tests, notebooks) on top of the entry points: name -> plugin object.
+_extra_plugins: dict[str, object] = {}
+_blocked: set[str] = set()
+
+
+def make_plugin_manager(extra: dict[str, object] | None = None, blocked: Iterable[str] = ()) -> pluggy.PluginManager:
+    """A fresh manager with every entry-point plugin plus ``extra``; validates hook names at once."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    for name in blocked:
+        pm.set_blocked(name)
+    try:
+        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        for name, plugin in (extra or {}).items():
+            pm.register(plugin, name=name)
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(
+            f"plugin {getattr(exc, 'plugin_name', '?')!r} is malformed: {exc}. A function marked @hookimpl must be "
+            f"named after a hook in latentkit.plugins.hookspecs ({', '.join(_hook_names())})."
+        ) from exc
+    return pm
+
+
+def _hook_names() -> list[str]:
+    return sorted(n for n in dir(hookspecs) if n.startswith("latentkit_"))
+
+
+def _source(pm: pluggy.PluginManager, plugin: object) -> Source:
+    name = pm.get_name(plugin) or repr(plugin)
+    for plug, dist in pm.list_plugin_distinfo():
+        if plug is plugin:
+            return Source(name, dist.project_name, dist.version)
+    return Source(name, "(not installed)", "")
+
+
+def build_registry(pm: pluggy.PluginManager) -> Registry:
+    """Call every ``latentkit_register_*`` hook, recording which plugin added each component."""
+    registry = Registry()
+    for kind in KINDS:
+        hook = getattr(pm.hook, f"latentkit_register_{kind}")
+        target = registry.kinds[kind]
+        # One implementation at a time, so each entry knows its source distribution.
+        for impl in reversed(hook.get_hookimpls()):
+            target._current_source = _source(pm, impl.plugin)
+            try:
+                impl.function(*[{"registry": target}[arg] for arg in impl.argnames])
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {target._current_source.plugin!r} failed while registering {kind}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            finally:
+                target._current_source = None
+    return registry
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_registry(key: tuple) -> Registry:
+    return build_registry(make_plugin_manager(dict(_extra_plugins), _blocked))
+
+
+def get_registry() -> Registry:
+    """The registry of every installed plugin plus those added with :func:`register_plugin` (cached)."""
+    return _cached_registry((tuple((k, id(v)) for k, v in _extra_plugins.items()), tuple(sorted(_blocked))))
+
+
+def register_plugin(plugin: object, name: str | None = None) -> str:
+    """Add a plugin object (module or instance with ``@hookimpl`` functions) in code; returns its name.
+
+    Validation happens at once, so a misspelt hook fails here rather than later.
+    """
+    name = name or getattr(plugin, "__name__", None) or f"plugin-{id(plugin)}"
+    _extra_plugins[name] = plugin
+    try:
+        get_registry()
+    except Exception:
+        del _extra_plugins[name]
+        raise
+    return name
+
+
+def unregister_plugin(name: str) -> None:
+    _extra_plugins.pop(name, None)
+
+
+def block_plugin(name: str) -> None:
+    """Disable an installed plugin by entry-point name (as pytest's ``-p no:NAME``)."""
+    _blocked.add(name)
+
+
+def unblock_plugin(name: str) -> None:
+    _blocked.discard(name)

@@ -1,0 +1,129 @@
+"""Registries of named plugin components, with the distribution each came from."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from latentkit.errors import PluginError, UnknownNameError
+
+T = TypeVar("T")
+
+KINDS = ("families", "networks", "schedules", "objectives", "datasets", "metrics")
+_SINGULAR = {
+    "families": "latent family",
+    "networks": "network",
+    "schedules": "capacity schedule",
+    "objectives": "objective",
+    "datasets": "data set",
+    "metrics": "metric",
+}
+
+
+@attrs.frozen
+class Source:
+    """Where a registered component came from."""
+
+    plugin: str  #: the plugin's name in the plugin manager (entry-point name or given name)
+    distribution: str  #: the installed distribution, or "(not installed)" for plugins registered in code
+    version: str
+
+
+@attrs.frozen
+class Entry(Generic[T]):
+    name: str
+    value: T
+    source: Source
+
+
+class KindRegistry(Generic[T]):
+    """Components of one kind (families, networks, ...) by name."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+        self._current_source: Source | None = None
+
+    def add(self, name: str, value: T) -> None:
+        """Register ``value`` under ``name``; called by plugins from their hook."""
+        if not isinstance(name, str) or not name.isidentifier():
+            raise PluginError(f"{self.singular} name {name!r} must be an identifier such as 'gumbel_softmax'")
+        source = self._current_source or Source("(unknown)", "(not installed)", "")
+        if name in self._entries:
+            other = self._entries[name].source
+            raise PluginError(
+                f"two plugins register a {self.singular} named {name!r}: {other.plugin} ({other.distribution}) and "
+                f"{source.plugin} ({source.distribution}); uninstall or disable one of them"
+            )
+        self._entries[name] = Entry(name, value, source)
+
+    @property
+    def singular(self) -> str:
+        return _SINGULAR.get(self.kind, self.kind)
+
+    def get(self, name: str) -> T:
+        return self.entry(name).value
+
+    def entry(self, name: str) -> Entry[T]:
+        try:
+            return self._entries[name]
+        except KeyError:
+            known = sorted(self._entries)
+            close = difflib.get_close_matches(str(name), known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UnknownNameError(
+                f"no {self.singular} named {name!r} is registered.{hint} Known {self.kind}: "
+                f"{', '.join(known) or '(none)'}. Install the plugin that provides it, or fix the name "
+                f"(`latentkit plugins` lists everything registered)."
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry[T]]:
+        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+
+class Registry:
+    """All registries, as filled by the plugins' hooks."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, KindRegistry[Any]] = {kind: KindRegistry(kind) for kind in KINDS}
+
+    @property
+    def families(self) -> KindRegistry[Any]:
+        return self.kinds["families"]
+
+    @property
+    def networks(self) -> KindRegistry[Any]:
+        return self.kinds["networks"]
+
+    @property
+    def schedules(self) -> KindRegistry[Any]:
+        return self.kinds["schedules"]
+
+    @property
+    def objectives(self) -> KindRegistry[Any]:
+        return self.kinds["objectives"]
+
+    @property
+    def datasets(self) -> KindRegistry[Any]:
+        return self.kinds["datasets"]
+
+    @property
+    def metrics(self) -> KindRegistry[Any]:
+        return self.kinds["metrics"]
+
+    def versions(self) -> dict[str, str]:
+        """``{distribution: version}`` of every distribution that registered something."""
+        out = {}
+        for kind in self.kinds.values():
+            for entry in kind:
+                out[entry.source.distribution] = entry.source.version
+        return dict(sorted(out.items()))

@@ -1,0 +1,94 @@
+"""Gaussian units with a unit-normal prior: the continuous channel of JointVAE."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+from torch import Tensor
+
+from latentkit.core import LatentContext, LatentFamily, Params
+from latentkit.errors import ConfigError
+from latentkit.plugins import hookimpl
+
+#: log-variance is clamped to this range: std between 3e-7 and 3e6. Trained encoders never get near it; it keeps the KL
+#: and samples finite for arbitrary encoder outputs.
+LOGVAR_LIMIT = 30.0
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class Gaussian(LatentFamily):
+    """``units`` independent Gaussian coordinates; posterior N(mean, exp(logvar)), prior N(0, 1).
+
+    Encoder features: ``units`` means, then ``units`` log-variances.
+    """
+
+    family_name = "gaussian"
+
+    def __init__(self, units: int):
+        super().__init__()
+        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
+            raise ConfigError(f"a gaussian channel needs units >= 1 (a whole number), got {units!r}")
+        self.units = int(units)
+
+    @property
+    def param_size(self) -> int:
+        return 2 * self.units
+
+    @property
+    def sample_size(self) -> int:
+        return self.units
+
+    @property
+    def unit_count(self) -> int:
+        return self.units
+
+    def unit_slice(self, unit: int) -> slice:
+        return slice(unit, unit + 1)
+
+    def params_from_features(self, features: Tensor) -> Params:
+        mean, logvar = features[:, : self.units], features[:, self.units :]
+        return {"mean": mean, "logvar": logvar.clamp(-LOGVAR_LIMIT, LOGVAR_LIMIT)}
+
+    def rsample(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
+        mean, logvar = params["mean"], params["logvar"]
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + torch.exp(0.5 * logvar) * eps
+
+    def representative(self, params: Params) -> Tensor:
+        return params["mean"]
+
+    def kl(self, params: Params, context: LatentContext) -> Tensor:
+        mean, logvar = params["mean"], params["logvar"]
+        return -0.5 * (1 + logvar - mean.pow(2) - logvar.exp())
+
+    def capacity_bound(self) -> float:
+        return math.inf
+
+    def prior_sample(self, n: int, context: LatentContext, generator: torch.Generator | None = None) -> Tensor:
+        return torch.randn(n, self.units, generator=generator)
+
+    def traversal_values(self, unit: int, n: int) -> Tensor:
+        # The original's values: the standard normal quantiles of linspace(0.05, 0.95, n), about ±1.645.
+        q = torch.linspace(0.05, 0.95, n, dtype=torch.float64)
+        return torch.distributions.Normal(0.0, 1.0).icdf(q).float().unsqueeze(1)
+
+    def sample_posterior(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
+        return self.rsample(params, generator)
+
+    def log_posterior(self, params: Params, value: Tensor) -> Tensor:
+        mean, logvar = params["mean"], params["logvar"]
+        return -0.5 * (_LOG_2PI + logvar + (value - mean).pow(2) * torch.exp(-logvar))
+
+    def log_prior(self, value: Tensor, context: LatentContext) -> Tensor:
+        return -0.5 * (_LOG_2PI + value.pow(2))
+
+    @classmethod
+    def example_configs(cls) -> list[dict]:
+        return [{"units": 1}, {"units": 3}, {"units": 10}]
+
+
+@hookimpl
+def latentkit_register_families(registry):
+    registry.add("gaussian", Gaussian)
