@@ -140,8 +140,27 @@ def read_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{str(path)!r} is corrupt ({exc}); restore it or use another checkpoint") from None
 
 
+def resolve_checkpoint(folder: str | os.PathLike) -> Path:
+    """A checkpoint folder itself, or for a run directory its ``final`` checkpoint, else its newest step checkpoint."""
+    folder = Path(folder)
+    if (folder / CONFIG_FILE).is_file():
+        try:
+            if json.loads((folder / CONFIG_FILE).read_text()).get("format") == FORMAT:
+                return folder
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            return folder  # let read_config report the corruption
+    if (folder / "final" / CONFIG_FILE).is_file():
+        return folder / "final"
+    steps = sorted(p for p in (folder / "checkpoints").glob("step-*") if (p / CONFIG_FILE).is_file())
+    return steps[-1] if steps else folder
+
+
 def load_model(folder: str | os.PathLike, registry: Registry | None = None) -> tuple[nn.Module, dict]:
-    """Rebuild the model a checkpoint folder describes and load its weights; returns ``(model, config)``."""
+    """Rebuild the model a checkpoint folder (or run directory) describes and load its weights.
+
+    Returns ``(model, config)`` with the model in eval mode.
+    """
+    folder = resolve_checkpoint(folder)
     config = read_config(folder)
     try:
         spec = ModelSpec.from_dict(config.get("model"))

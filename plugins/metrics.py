@@ -1,0 +1,63 @@
+"""Built-in evaluation metrics.
+
+A metric is a callable ``metric(model, data, batch_size, device) -> dict`` of JSON-serialisable values, registered
+under a name; ``latentkit evaluate --metric NAME`` runs it on a checkpoint and a data split.
+
+* ``accuracy``: unsupervised accuracy of the discrete code (see :mod:`latentkit.metrics.accuracy`). Every image is
+  encoded in eval mode; the argmax categories of every channel whose family ``is_discrete`` (channels in declaration
+  order, variables in order) are combined into one cluster id and scored against the labels by majority map and by
+  one-to-one Hungarian matching.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from latentkit.data.provider import ImageData
+from latentkit.errors import ConfigError
+from latentkit.metrics.accuracy import cluster_accuracy, combine_categories
+from latentkit.plugins import hookimpl
+
+
+def encode_categories(model: nn.Module, data: ImageData, batch_size: int = 1000, device: str | torch.device = "cpu"):
+    """``(categories (N, n_vars) int64, sizes)`` of every discrete channel of ``model`` over ``data``, eval mode."""
+    discrete = [(name, family) for name, family in model.latent.items() if family.is_discrete]
+    if not discrete:
+        names = ", ".join(f"{name} ({type(f).__name__})" for name, f in model.latent.items())
+        raise ConfigError(
+            f"the accuracy metric needs a discrete latent channel (e.g. gumbel_softmax), but this model's channels "
+            f"are {names}"
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch size must be a positive whole number, got {batch_size!r}")
+    sizes = [k for _, family in discrete for k in family.unit_sizes()]
+    was_training = model.training
+    model.eval()
+    parts = []
+    try:
+        with torch.no_grad():
+            for start in range(0, len(data), batch_size):
+                x = data.images[start : start + batch_size].to(device).float().div_(255)
+                params = model.encode(x)
+                parts.append(torch.cat([family.categories(params[name]) for name, family in discrete], dim=1).cpu())
+    finally:
+        model.train(was_training)
+    cats = torch.cat(parts) if parts else torch.zeros(0, len(sizes), dtype=torch.int64)
+    return cats, sizes
+
+
+def accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000, device: str | torch.device = "cpu") -> dict:
+    """``{"majority", "hungarian", "nmi", "n_images", "n_clusters_used"}`` of the discrete code against the labels."""
+    if data.labels is None:
+        raise ConfigError(
+            "the accuracy metric needs class labels, but this data split has none (e.g. celeba, chairs); evaluate on a "
+            "labelled data set such as mnist or fashion_mnist"
+        )
+    cats, sizes = encode_categories(model, data, batch_size, device)
+    return cluster_accuracy(combine_categories(cats, sizes), data.labels)
+
+
+@hookimpl
+def latentkit_register_metrics(registry):
+    registry.add("accuracy", accuracy)

@@ -59,3 +59,12 @@ class DatasetProvider(abc.ABC):
 def resolve_root(root: str | os.PathLike | None) -> Path:
     """The data root: the given one, else $LATENTKIT_DATA, else ./data."""
     return Path(root or os.environ.get("LATENTKIT_DATA") or "data")
+
+
+def missing_data(dataset: str, root: Path, folder: Path, files: list[str] | tuple[str, ...], how: str) -> DataError:
+    """The :class:`DataError` for a data set that is not where it should be: names it, the files, where they go."""
+    return DataError(
+        f"data set {dataset!r} was not found: expected {', '.join(files)} in {str(Path(folder).resolve())!r} "
+        f"(under the data root {str(Path(root).resolve())!r}). {how} To use another data root, pass --data-root or set "
+        f"$LATENTKIT_DATA."
+    )

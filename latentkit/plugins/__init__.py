@@ -8,6 +8,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 from latentkit.plugins.manager import (  # noqa: E402
     block_plugin,
+    get_plugin_manager,
     get_registry,
     register_plugin,
     unblock_plugin,
@@ -18,6 +19,7 @@ from latentkit.plugins.registry import Registry  # noqa: E402
 __all__ = [
     "Registry",
     "block_plugin",
+    "get_plugin_manager",
     "get_registry",
     "hookimpl",
     "register_plugin",

@@ -55,3 +55,33 @@ def latentkit_register_datasets(registry):
 @hookspec
 def latentkit_register_metrics(registry):
     """Add evaluation metrics: ``registry.add(name, callable)``."""
+
+
+# --- run-time hooks: the trainer calls these; logging, progress, visuals and metrics implement them --------------------
+# Each receives the :class:`latentkit.train.run.Run` (a read-only view of the run: directory, config, step, model) so a
+# plugin never reaches into the trainer's internals.
+
+
+@hookspec
+def latentkit_run_start(run):
+    """A run starts (or resumes: ``run.resumed_from`` is the checkpoint's step, else ``None``)."""
+
+
+@hookspec
+def latentkit_step_end(run, step, scalars):
+    """Logged scalars (``{name: float}``) at a logging step (every ``log_every`` steps and the last one)."""
+
+
+@hookspec
+def latentkit_evaluate(run, step):
+    """An evaluation point (every ``eval_every`` steps and at the end); the model is in eval mode during the call."""
+
+
+@hookspec
+def latentkit_checkpoint(run, step, folder):
+    """A checkpoint was written to ``folder`` (already complete and valid)."""
+
+
+@hookspec
+def latentkit_run_end(run, status):
+    """The run ends; ``status`` is "completed", "interrupted" or "failed"."""

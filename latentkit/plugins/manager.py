@@ -73,13 +73,23 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
 
 
 @functools.lru_cache(maxsize=1)
-def _cached_registry(key: tuple) -> Registry:
-    return build_registry(make_plugin_manager(dict(_extra_plugins), _blocked))
+def _cached(key: tuple) -> tuple[pluggy.PluginManager, Registry]:
+    pm = make_plugin_manager(dict(_extra_plugins), _blocked)
+    return pm, build_registry(pm)
+
+
+def _current() -> tuple[pluggy.PluginManager, Registry]:
+    return _cached((tuple((k, id(v)) for k, v in _extra_plugins.items()), tuple(sorted(_blocked))))
 
 
 def get_registry() -> Registry:
     """The registry of every installed plugin plus those added with :func:`register_plugin` (cached)."""
-    return _cached_registry((tuple((k, id(v)) for k, v in _extra_plugins.items()), tuple(sorted(_blocked))))
+    return _current()[1]
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The plugin manager behind :func:`get_registry`; its ``hook`` attribute calls the run-time hooks."""
+    return _current()[0]
 
 
 def register_plugin(plugin: object, name: str | None = None) -> str:

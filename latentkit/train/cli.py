@@ -1,0 +1,55 @@
+"""``latentkit train``."""
+
+from __future__ import annotations
+
+import argparse
+
+import attrs
+
+from latentkit.recipe import apply_overrides, config_to_dict, load_recipe
+
+
+def add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a recipe (or resume a run)")
+    p.add_argument("recipe", nargs="?", help="recipe file, e.g. recipes/jointvae_mnist.py (omit with --resume)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe setting (repeatable), e.g. --set train.lr=1e-4 --set disc_sizes=[20]")
+    p.add_argument("--steps", type=int, help="total number of training steps")
+    p.add_argument("--out", help="run directory (default runs/<recipe>-<time>)")
+    p.add_argument("--data-root", help="folder holding the data sets (default $LATENTKIT_DATA or ./data)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from latentkit.errors import ConfigError
+    from latentkit.train.session import prepare_run, resume_experiment
+
+    if args.resume:
+        if args.recipe or args.overrides or args.seed is not None:
+            raise ConfigError("--resume continues a run with its saved settings; pass only --steps, --device, --data-root")
+        experiment = resume_experiment(args.resume, args.steps, args.device)
+        trainer = prepare_run(experiment, resume=args.resume, data_root=args.data_root, quiet=args.quiet)
+        print(f"resuming {args.resume} from step {trainer.run.step} to {experiment.train.steps}")
+    else:
+        if not args.recipe:
+            raise ConfigError("name a recipe file (e.g. recipes/jointvae_mnist.py) or --resume RUN_DIR")
+        cfg = load_recipe(args.recipe)
+        cfg = apply_overrides(cfg, args.overrides)
+        train_changes = {k: v for k, v in (("steps", args.steps), ("seed", args.seed), ("device", args.device)) if v is not None}
+        if train_changes:
+            if not hasattr(cfg, "train"):
+                raise ConfigError("this recipe's config has no 'train' settings; use --set instead of --steps/--seed")
+            cfg = attrs.evolve(cfg, train=attrs.evolve(cfg.train, **train_changes))
+        experiment = cfg.experiment()
+        trainer = prepare_run(
+            experiment, recipe=args.recipe, recipe_config=config_to_dict(cfg), out=args.out,
+            data_root=args.data_root, quiet=args.quiet,
+        )
+        print(f"run directory: {trainer.run.directory}")
+    run = trainer.fit()
+    print(f"done: {run.step} steps; run directory: {run.directory}; final checkpoint: {run.last_checkpoint}")
+    return 0

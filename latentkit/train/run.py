@@ -1,0 +1,27 @@
+"""The view of a run that hooks receive: enough to log, draw and evaluate, nothing of the trainer's internals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from latentkit.data.provider import ImageData
+
+
+@attrs.define(eq=False)
+class Run:
+    directory: Path  #: the run directory
+    config: dict  #: the run's saved configuration (recipe config, experiment, versions)
+    total_steps: int
+    model: nn.Module
+    device: torch.device
+    data: ImageData | None = None  #: the training data (uint8, on ``device``)
+    step: int = 0  #: the last completed step
+    resumed_from: int | None = None
+    last_checkpoint: Path | None = None
+    plugin_state: dict[str, Any] = attrs.field(factory=dict)  #: per-run scratch space for plugins, by plugin name
+    quiet: bool = False  #: plugins should print nothing (tests)

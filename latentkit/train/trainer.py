@@ -1,0 +1,211 @@
+"""The generic trainer.
+
+It trains any :class:`~latentkit.train.task.TrainingTask` on in-memory uint8 images with Adam, and calls the run-time
+hooks (``latentkit_run_start``, ``latentkit_step_end``, ``latentkit_evaluate``, ``latentkit_checkpoint``,
+``latentkit_run_end``); logging, progress display, pictures and metrics are plugins implementing them.
+
+Guarantees:
+
+* **Resume is exact**: batches are a pure function of the step, and the weights, optimiser moments and RNG states are
+  checkpointed, so N steps + resume to 2N equals 2N uninterrupted steps bit for bit (CPU, same seed).
+* **No data loss**: checkpoint folders are written whole and swapped in; SIGINT/SIGTERM finish the current step and
+  write a checkpoint; a NaN/Inf loss (or non-finite weights) stops the run before anything bad is written, naming
+  the step and the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from latentkit.errors import LatentkitError
+from latentkit.recipe import TrainConfig
+from latentkit.train.run import Run
+from latentkit.train.sampler import EpochSampler
+from latentkit.train.state import (
+    FINAL,
+    list_checkpoints,
+    load_training_checkpoint,
+    save_training_checkpoint,
+    step_folder,
+)
+from latentkit.train.task import TrainingTask
+
+
+class NumericalFault(LatentkitError):
+    """The loss or the weights stopped being finite."""
+
+
+class Interrupted(LatentkitError):
+    """SIGINT/SIGTERM stopped the run after a checkpoint was written."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LatentkitError("--device cuda was asked for, but PyTorch sees no CUDA device; use --device cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    """Trains ``task`` on ``run.data`` for ``train.steps`` steps, checkpointing into ``run.directory``."""
+
+    def __init__(self, task: TrainingTask, run: Run, train: TrainConfig, checkpoint_config: dict, hook: Any):
+        self.task = task
+        self.run = run
+        self.train = train
+        self.checkpoint_config = checkpoint_config
+        self.hook = hook
+        self.model = task.module
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train.lr)
+        self.generator = torch.Generator(device=run.device).manual_seed(train.seed)
+        assert run.data is not None
+        self.sampler = EpochSampler(len(run.data), train.batch_size, train.seed, train.drop_last)
+        self._stop_signal: int | None = None
+
+    # --- resume ------------------------------------------------------------------------------------------------------
+    def resume_from_latest(self) -> int:
+        """Load the newest complete checkpoint of the run directory; returns its step (0 when there is none)."""
+        found = list_checkpoints(self.run.directory)
+        if not found:
+            return 0
+        step, folder = found[-1]
+        load_training_checkpoint(folder, self.model, self.optimizer, self.generator)
+        self.run.step = step
+        self.run.resumed_from = step
+        self.run.last_checkpoint = folder
+        return step
+
+    # --- the loop ----------------------------------------------------------------------------------------------------
+    def fit(self) -> Run:
+        run, train = self.run, self.train
+        start = run.step
+        if start >= train.steps:
+            raise LatentkitError(
+                f"the run in {str(run.directory)!r} already completed {start} steps; ask for more with --steps "
+                f"(the total, e.g. --steps {2 * start})"
+            )
+        images = run.data.images  # type: ignore[union-attr]
+        run.directory.mkdir(parents=True, exist_ok=True)
+        self.hook.latentkit_run_start(run=run)
+        status = "failed"
+        try:
+            with self._signals():
+                self.model.train()
+                for step in range(start + 1, train.steps + 1):
+                    idx = self.sampler.indices(step).to(images.device, non_blocking=True)
+                    batch = images.index_select(0, idx).float().div_(255.0)
+                    scalars = self._training_step(batch, step)
+                    loss = scalars["loss"]
+                    if not torch.isfinite(loss.detach()).item():
+                        raise NumericalFault(self._fault_message(step, f"the loss is {loss.item()}"))
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer.step()
+                    run.step = step
+                    if step % train.log_every == 0:
+                        logged = {k: float(v.detach()) for k, v in scalars.items()}
+                        self.hook.latentkit_step_end(run=run, step=step, scalars=logged)
+                    if train.eval_every and step % train.eval_every == 0:
+                        self._evaluate(step)
+                    if step % train.checkpoint_every == 0 or step == train.steps:
+                        self.checkpoint(step)
+                    if self._stop_signal is not None:
+                        if run.last_checkpoint is None or run.last_checkpoint != step_folder(run.directory, step):
+                            self.checkpoint(step)
+                        status = "interrupted"
+                        raise Interrupted(
+                            f"stopped by signal {signal.Signals(self._stop_signal).name} after step {step}; "
+                            f"checkpoint {run.last_checkpoint}; continue with "
+                            f"`latentkit train --resume {run.directory} --steps {train.steps}`"
+                        )
+                self._evaluate(train.steps)
+                save_training_checkpoint(
+                    run.directory / FINAL, self.model, self.optimizer, self.generator,
+                    dict(self.checkpoint_config, step=train.steps),
+                )
+                status = "completed"
+        finally:
+            self.hook.latentkit_run_end(run=run, status=status)
+        return run
+
+    def _training_step(self, batch: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        try:
+            with self._autocast():
+                return self.task.training_step(batch, step, self.generator)
+        except RuntimeError as exc:
+            # Non-finite weights make some ops raise (BCE rejects NaN probabilities): report it as what it is.
+            bad = self._non_finite_parameters()
+            if bad:
+                raise NumericalFault(self._fault_message(step, f"parameters {bad[:3]} are no longer finite")) from exc
+            raise
+
+    def _non_finite_parameters(self) -> list[str]:
+        return [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+
+    def _evaluate(self, step: int) -> None:
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                self.hook.latentkit_evaluate(run=self.run, step=step)
+        finally:
+            self.model.train()
+
+    def checkpoint(self, step: int) -> Path:
+        """Write the step's checkpoint, unless the weights are no longer finite; prune old ones."""
+        bad = self._non_finite_parameters()
+        if bad:
+            raise NumericalFault(self._fault_message(step, f"parameters {bad[:3]} are no longer finite"))
+        config = dict(self.checkpoint_config, step=step)
+        folder = save_training_checkpoint(
+            step_folder(self.run.directory, step), self.model, self.optimizer, self.generator, config
+        )
+        self.run.last_checkpoint = folder
+        for _old_step, old in list_checkpoints(self.run.directory)[: -self.train.keep_checkpoints]:
+            if old != folder:
+                _remove_tree(old)
+        self.hook.latentkit_checkpoint(run=self.run, step=step, folder=folder)
+        return folder
+
+    def _fault_message(self, step: int, what: str) -> str:
+        last = self.run.last_checkpoint
+        where = f"the last good checkpoint is {last}" if last else "no checkpoint was written before it"
+        return (
+            f"numerical fault at step {step}: {what}. The run stopped; {where} (it was not overwritten). Lower the "
+            f"learning rate (--set train.lr=...) or check the data, then resume or start again."
+        )
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.train.amp and self.run.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _signals(self):
+        """SIGINT/SIGTERM set a flag; the loop finishes its step, checkpoints and stops."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, _frame):
+            if self._stop_signal is not None:  # a second signal: stop at once
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
