@@ -172,7 +172,12 @@ def load_model(folder: str | os.PathLike, registry: Registry | None = None) -> t
     return model, config
 
 
-def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
+def load_weights(
+    model: nn.Module,
+    tensors: dict[str, torch.Tensor],
+    where: str,
+    hint: str = f"the weights and {CONFIG_FILE} come from different models — use the config written with these weights",
+) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -188,7 +193,6 @@ def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], where: str)
                 "wrong shapes " + ", ".join(f"{k}: {tuple(tensors[k].shape)} vs {tuple(expected[k].shape)}" for k in wrong[:5])
             )
         raise CheckpointError(
-            f"the weights in {where!r} do not match the model its config describes ({'; '.join(details)}); the "
-            f"weights and {CONFIG_FILE} come from different models — use the config written with these weights"
+            f"the weights in {where!r} do not match the model its config describes ({'; '.join(details)}); {hint}"
         )
     model.load_state_dict(tensors)

@@ -73,7 +73,9 @@ class JointVAEObjective(Objective):
         return asked, min(asked, self.bounds[name])
 
     def __call__(self, x: Tensor, output: ModelOutput, step: int) -> dict[str, Tensor]:
-        recon = F.binary_cross_entropy(output.reconstruction, x, reduction="mean") * self.recon_factor
+        # BCE is unsafe under autocast: compute it in float32 whatever precision the forward pass ran in.
+        with torch.autocast(x.device.type, enabled=False):
+            recon = F.binary_cross_entropy(output.reconstruction.float(), x.float(), reduction="mean") * self.recon_factor
         kl_units = self.latent.kl(output.params, output.samples)
         logs: dict[str, Tensor] = {"recon": recon}
         total = recon

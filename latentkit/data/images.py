@@ -56,10 +56,16 @@ def resize_gray_array(images: np.ndarray, size: int) -> np.ndarray:
 
 def _centre_crop_resize(img: Image.Image, crop: int | None, size: int) -> Image.Image:
     if crop is not None:
+        if min(img.size) < crop:
+            raise _TooSmall(f"it is {img.size[0]}x{img.size[1]}, smaller than the crop ({crop}x{crop})")
         img = TF.center_crop(img, [crop, crop])
     if img.size != (size, size):
         img = TF.resize(img, [size, size])
     return img
+
+
+class _TooSmall(ValueError):
+    pass
 
 
 def _open(path: Path, mode: str, crop: int | None, size: int) -> np.ndarray:
@@ -67,6 +73,8 @@ def _open(path: Path, mode: str, crop: int | None, size: int) -> np.ndarray:
         with Image.open(path) as img:
             img = _centre_crop_resize(img.convert(mode), crop, size)
             arr = np.asarray(img, dtype=np.uint8)
+    except _TooSmall as exc:
+        raise DataError(f"cannot use image {str(path)!r}: {exc}; lower the crop option or remove the file") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"cannot read image {str(path)!r} ({type(exc).__name__}: {exc}); remove or replace the file") from None
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
@@ -94,8 +102,7 @@ def load_image_files(
         arr = _open(paths[i], mode, crop, size)
         if arr.shape != out.shape[1:]:
             raise DataError(
-                f"image {str(paths[i])!r} gave shape {arr.shape} after cropping/resizing, expected {out.shape[1:]}; "
-                f"is it smaller than the crop ({crop})?"
+                f"image {str(paths[i])!r} gave shape {arr.shape} after cropping/resizing, expected {out.shape[1:]}"
             )
         out[i] = arr
 

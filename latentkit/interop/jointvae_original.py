@@ -58,8 +58,8 @@ def _read_state_dict(src: Path) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         raise CheckpointError(
-            f"{str(path)!r} cannot be read as a plain state_dict ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
-            "it is corrupt, or holds pickled objects that latentkit refuses to execute"
+            f"{str(path)!r} cannot be read as a plain state_dict ({type(exc).__name__}); it is corrupt, or holds "
+            "pickled objects other than tensors, which latentkit refuses to execute"
         ) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{str(path)!r} does not hold a state_dict (a mapping of names to tensors)")
@@ -143,7 +143,10 @@ def import_original(src: str | os.PathLike, out: str | os.PathLike) -> dict[str,
         converted = convert_state_dict(state, spec)
     except KeyError as exc:
         raise CheckpointError(f"model.pt lacks weight {exc.args[0]!r} that specs.json implies; the two do not match") from None
-    load_weights(model, converted, str(src / "model.pt"))
+    load_weights(
+        model, converted, str(src / "model.pt"),
+        hint="specs.json and model.pt describe different models — check that both come from the same training run",
+    )
     config = checkpoint_config(
         spec,
         objective=objective_from_original(specs, spec),

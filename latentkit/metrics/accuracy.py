@@ -26,7 +26,7 @@ def _as_int_array(values, what: str) -> np.ndarray:
     if hasattr(values, "detach"):
         values = values.detach().cpu().numpy()
     arr = np.asarray(values)
-    if arr.dtype.kind not in "iub":
+    if arr.dtype.kind not in "iub" and arr.size:
         raise ConfigError(f"{what} must be whole numbers, got an array of {arr.dtype}")
     return arr.astype(np.int64, copy=False)
 

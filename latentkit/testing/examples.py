@@ -1,0 +1,173 @@
+"""A worked example of a family whose prior depends on another channel: a mixture of Gaussians indexed by a category.
+
+Why it lives here: it proves that :class:`~latentkit.core.LatentFamily`'s ``depends_on`` and
+:class:`~latentkit.core.LatentContext` are enough for a VaDE/GMVAE-style prior ``p(z, c) = p(c) p(z | c)`` with no
+change to the core, and it gives plugin authors a template (and the conformance suite a dependent family to run on).
+
+``MixtureGaussian(units, components, parent="disc")`` has posterior ``q(z) = N(mean, exp(logvar))`` and prior
+``p(z | c) = N(mu_c, I)`` where ``c`` is the one-hot value of the categorical channel ``parent`` (a single variable with
+``components`` categories, e.g. ``GumbelSoftmax([components])``) and ``mu`` is a learnable ``(components, units)``
+parameter. Its ``kl`` is the expected conditional KL ``E_{q(c)}[KL(q(z) ‖ p(z | c))]`` per unit, so that the joint
+latent's sum over channels, ``KL(q(c) ‖ p(c)) + E_{q(c)}[KL(q(z) ‖ p(z | c))]``, is exactly ``KL(q(z, c) ‖ p(z, c))``
+for the mean-field posterior ``q(z) q(c)``.
+
+It is not registered by any entry point: tests add it with :data:`PLUGIN` through
+:func:`latentkit.plugins.register_plugin`, as a third-party package would through its entry point.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+from torch import Tensor, nn
+
+from latentkit.core import LatentContext, LatentFamily, Params
+from latentkit.errors import ConfigError
+from latentkit.plugins import hookimpl
+
+LOGVAR_LIMIT = 30.0
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class MixtureGaussian(LatentFamily):
+    """Gaussian units whose prior mean is chosen by the category of channel ``parent``."""
+
+    family_name = "mixture_gaussian"
+
+    def __init__(self, units: int, components: int, parent: str = "disc", spread: float = 2.0):
+        super().__init__()
+        for what, value, least in (("units", units, 1), ("components", components, 2)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+                raise ConfigError(f"mixture_gaussian {what} must be a whole number >= {least}, got {value!r}")
+        if not isinstance(parent, str) or not parent:
+            raise ConfigError(f"mixture_gaussian parent must name the categorical channel, got {parent!r}")
+        self.units, self.components = int(units), int(components)
+        self.depends_on = (parent,)
+        self.parent = parent
+        # Component means spread apart (deterministically) so that samples of different components are distinguishable.
+        gen = torch.Generator().manual_seed(0)
+        self.mu = nn.Parameter(spread * torch.randn(self.components, self.units, generator=gen))
+
+    # --- sizes -------------------------------------------------------------------------------------------------------
+    @property
+    def param_size(self) -> int:
+        return 2 * self.units
+
+    @property
+    def sample_size(self) -> int:
+        return self.units
+
+    @property
+    def unit_count(self) -> int:
+        return self.units
+
+    def unit_slice(self, unit: int) -> slice:
+        return slice(unit, unit + 1)
+
+    # --- the parent ---------------------------------------------------------------------------------------------------
+    def _weights(self, context: LatentContext) -> Tensor:
+        """``q(c)``: the parent's category probabilities ``(B, components)``."""
+        try:
+            alpha = context.params[self.parent]["alpha"]
+        except KeyError:
+            raise ConfigError(
+                f"mixture_gaussian needs the parameters of channel {self.parent!r} (a categorical with 'alpha') in its "
+                f"context; got channels {list(context.params)}"
+            ) from None
+        self._check_width(alpha, "alpha")
+        return alpha
+
+    def _component_means(self, context: LatentContext) -> Tensor:
+        """``mu_c`` for the parent's sampled one-hot ``c``: ``(B, units)``."""
+        try:
+            one_hot = context.samples[self.parent]
+        except KeyError:
+            raise ConfigError(
+                f"mixture_gaussian needs a sample of channel {self.parent!r} in its context; got samples of "
+                f"{list(context.samples)}"
+            ) from None
+        self._check_width(one_hot, "sample")
+        return one_hot.to(self.mu.dtype) @ self.mu
+
+    def _check_width(self, value: Tensor, what: str) -> None:
+        if value.dim() != 2 or value.shape[1] != self.components:
+            raise ConfigError(
+                f"mixture_gaussian with {self.components} components needs channel {self.parent!r} to be one "
+                f"categorical variable of {self.components} categories; its {what} has shape {tuple(value.shape)}"
+            )
+
+    # --- protocol ----------------------------------------------------------------------------------------------------
+    def params_from_features(self, features: Tensor) -> Params:
+        mean, logvar = features[:, : self.units], features[:, self.units :]
+        return {"mean": mean, "logvar": logvar.clamp(-LOGVAR_LIMIT, LOGVAR_LIMIT)}
+
+    def rsample(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
+        mean, logvar = params["mean"], params["logvar"]
+        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        return mean + torch.exp(0.5 * logvar) * eps
+
+    def representative(self, params: Params) -> Tensor:
+        return params["mean"]
+
+    def kl(self, params: Params, context: LatentContext) -> Tensor:
+        mean, logvar = params["mean"], params["logvar"]
+        alpha = self._weights(context).to(mean.dtype)
+        mu = self.mu.to(mean.dtype)
+        diff = mean.unsqueeze(1) - mu.unsqueeze(0)  # (B, K, units)
+        # KL(N(m, v) || N(mu_k, 1)) = 0.5 (v + (m - mu_k)^2 - 1 - log v), written with expm1 so it is >= 0 in floats.
+        per_component = 0.5 * (diff.pow(2) + torch.expm1(logvar).unsqueeze(1) - logvar.unsqueeze(1))
+        return (alpha.unsqueeze(-1) * per_component).sum(1)
+
+    def capacity_bound(self) -> float:
+        return math.inf
+
+    def prior_sample(self, n: int, context: LatentContext, generator: torch.Generator | None = None) -> Tensor:
+        centre = self._component_means(context).detach()
+        return centre + torch.randn(n, self.units, generator=generator, dtype=centre.dtype)
+
+    def traversal_values(self, unit: int, n: int) -> Tensor:
+        q = torch.linspace(0.05, 0.95, n, dtype=torch.float64)
+        return torch.distributions.Normal(0.0, 1.0).icdf(q).float().unsqueeze(1)
+
+    def sample_posterior(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
+        return self.rsample(params, generator)
+
+    def log_posterior(self, params: Params, value: Tensor) -> Tensor:
+        mean, logvar = params["mean"], params["logvar"]
+        return -0.5 * (_LOG_2PI + logvar + (value - mean).pow(2) * torch.exp(-logvar))
+
+    def log_prior(self, value: Tensor, context: LatentContext) -> Tensor:
+        centre = self._component_means(context).to(value.dtype)
+        return -0.5 * (_LOG_2PI + (value - centre).pow(2))
+
+    @classmethod
+    def example_configs(cls) -> list[dict]:
+        return [{"units": 2, "components": 3}, {"units": 1, "components": 2, "parent": "c"}]
+
+    @classmethod
+    def conformance_parents(cls, config: dict) -> dict[str, LatentFamily]:
+        """The channels the conformance suite builds around this family (see :mod:`latentkit.testing.conformance`).
+
+        A categorical family is looked up in the registry by name, so this module imports no concrete plugin.
+        """
+        from latentkit.plugins import get_registry
+
+        categorical = get_registry().families.get("gumbel_softmax")
+        return {config.get("parent", "disc"): categorical(sizes=[config["components"]])}
+
+    def extra_repr(self) -> str:
+        return f"parent={self.parent!r}, components={self.components}, " + super().extra_repr()
+
+
+class _MixturePlugin:
+    """A plugin object registering :class:`MixtureGaussian`, for :func:`latentkit.plugins.register_plugin`."""
+
+    @hookimpl
+    def latentkit_register_families(self, registry):
+        registry.add("mixture_gaussian", MixtureGaussian)
+
+
+#: Register with ``latentkit.plugins.register_plugin(PLUGIN, name="mixture_gaussian_example")``.
+PLUGIN = _MixturePlugin()

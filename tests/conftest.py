@@ -1,0 +1,69 @@
+"""Shared fixtures: a sandbox for plugin registration, one torch thread, and Hypothesis defaults.
+
+Why a sandbox: the plugin manager keeps plugins registered in code and blocked plugins in module-level state, and the
+registry is cached on that state. A test that registers a plugin and fails half-way must not leak it into every later
+test, so registrations go through :func:`plugins`, which restores the state on teardown whatever happened.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+from latentkit.plugins import manager
+
+# No per-example deadline: timings on a shared 2-core CI machine vary too much for one to mean anything.
+settings.register_profile(
+    "latentkit",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "latentkit"))
+
+
+class PluginSandbox:
+    """Register and block plugins for one test; everything is undone on teardown."""
+
+    def __init__(self) -> None:
+        self._extra = dict(manager._extra_plugins)
+        self._blocked = set(manager._blocked)
+
+    def register(self, plugin: object, name: str) -> str:
+        from latentkit.plugins import register_plugin
+
+        return register_plugin(plugin, name=name)
+
+    def block(self, name: str) -> None:
+        from latentkit.plugins import block_plugin
+
+        block_plugin(name)
+
+    def restore(self) -> None:
+        manager._extra_plugins.clear()
+        manager._extra_plugins.update(self._extra)
+        manager._blocked.clear()
+        manager._blocked.update(self._blocked)
+
+
+@pytest.fixture
+def plugins():
+    """A :class:`PluginSandbox`; the plugin manager's state is restored after the test."""
+    sandbox = PluginSandbox()
+    try:
+        yield sandbox
+    finally:
+        sandbox.restore()
+
+
+@pytest.fixture
+def single_thread():
+    """One torch intra-op thread for tests on small tensors (much faster on a loaded 2-core machine)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
