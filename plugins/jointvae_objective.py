@@ -107,8 +107,12 @@ def build_jointvae_objective(
     channel_mean_compat: bool = False,
 ) -> JointVAEObjective:
     """Build from JSON-like options: ``terms = {channel: {"gamma": γ, "capacity": {"name": ..., "options": {...}}}}``."""
+    if not isinstance(terms, Mapping):
+        raise ConfigError(
+            f"jointvae terms must map each channel name to {{'gamma': ..., 'capacity': ...}}, got {terms!r}"
+        )
     built = {}
-    for name, term in dict(terms).items():
+    for name, term in terms.items():
         if not isinstance(term, Mapping) or "gamma" not in term or "capacity" not in term:
             raise ConfigError(
                 f"jointvae term for channel {name!r} must look like "
@@ -118,9 +122,15 @@ def build_jointvae_objective(
         cap = term["capacity"]
         if not isinstance(cap, Mapping) or "name" not in cap:
             raise ConfigError(f"capacity of channel {name!r} must name a schedule, e.g. {{'name': 'linear'}}, got {cap!r}")
+        options = cap.get("options", {})
+        if not isinstance(options, Mapping):
+            raise ConfigError(
+                f"options of capacity schedule {cap['name']!r} of channel {name!r} must be a mapping such as {{'c_max': 5.0, 'steps': 25000}}, "
+                f"got {options!r}"
+            )
         schedule_cls = registry.schedules.get(cap["name"])
         try:
-            schedule = schedule_cls(**dict(cap.get("options", {})))
+            schedule = schedule_cls(**options)
         except TypeError as exc:
             raise ConfigError(f"capacity schedule {cap['name']!r} of channel {name!r}: {exc}") from None
         built[name] = (term["gamma"], schedule)

@@ -21,7 +21,9 @@ class LinearCapacity(CapacitySchedule):
             raise ConfigError(f"linear capacity needs c_min <= c_max, got c_min={c_min}, c_max={c_max}")
 
     def __call__(self, step: int) -> float:
-        return min(self.c_max, self.c_min + (self.c_max - self.c_min) * step / self.steps)
+        if step >= self.steps:  # exactly c_max (the ramp's formula can round one ulp below it)
+            return self.c_max
+        return min(self.c_max, self.c_min + (self.c_max - self.c_min) * max(step, 0) / self.steps)
 
     def __repr__(self) -> str:
         return f"LinearCapacity(c_min={self.c_min}, c_max={self.c_max}, steps={self.steps})"

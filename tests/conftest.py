@@ -58,9 +58,12 @@ def plugins():
         sandbox.restore()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def single_thread():
-    """One torch intra-op thread for tests on small tensors (much faster on a loaded 2-core machine)."""
+    """One torch intra-op thread for a module of tests on small tensors (much faster on a loaded 2-core machine).
+
+    Module-scoped so that Hypothesis tests may use it (a function-scoped fixture is not reset between examples).
+    """
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

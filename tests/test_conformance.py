@@ -11,6 +11,7 @@ import math
 
 import pytest
 import torch
+from hypothesis import HealthCheck, Phase, settings
 
 from latentkit.plugins import get_registry
 from latentkit.testing import CHECKS, FamilyConformance, check_family, family_conformance_tests, run_check
@@ -18,6 +19,16 @@ from latentkit_plugins.gaussian import Gaussian
 from latentkit_plugins.gumbel_softmax import GumbelSoftmax
 
 pytestmark = pytest.mark.usefixtures("single_thread")
+
+#: For tests that expect a failure: no shrinking (the falsifying example's size does not matter there, its time does).
+NO_SHRINK = settings(
+    max_examples=10,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 _FAMILIES = list(get_registry().families)
 _CASES = [case for entry in _FAMILIES for case in family_conformance_tests(entry.value, label=entry.name)]
@@ -173,7 +184,7 @@ BROKEN = [
 def test_check_fails_for_broken_family(family_cls, config, check, phrase):
     """``check_family`` raises AssertionError naming the check and explaining the fault."""
     with pytest.raises(AssertionError) as info:
-        check_family(family_cls, [config], checks=[check], max_examples=10)
+        check_family(family_cls, [config], checks=[check], settings=NO_SHRINK)
     message = str(info.value)
     assert check in message and family_cls.__name__ in message
     assert phrase in message, message
@@ -197,7 +208,7 @@ def test_family_that_crashes_fails_rather_than_erroring():
         def kl(self, params, context):
             raise RuntimeError("boom")
 
-    result = run_check(Crashing, {"units": 1}, "kl_nonnegative_and_bounded", max_examples=3)
+    result = run_check(Crashing, {"units": 1}, "kl_nonnegative_and_bounded", settings=NO_SHRINK)
     assert result.status == "failed" and "RuntimeError: boom" in result.message
 
 

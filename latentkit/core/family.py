@@ -54,7 +54,13 @@ class LatentFamily(nn.Module, abc.ABC):
     * ``kl(params, ctx)`` is the analytic KL of the posterior to the prior per unit, shape ``(B, unit_count)``, finite,
       non-negative, 0 at the prior, at most :meth:`capacity_bound` summed over units;
     * it agrees with a Monte-Carlo estimate ``E[log_posterior - log_prior]`` over :meth:`sample_posterior` draws;
-    * ``rsample`` is differentiable with respect to ``params`` (``has_rsample``).
+    * ``rsample`` is differentiable with respect to ``params`` (``has_rsample``);
+    * for a family without ``depends_on``, encoder features of zeros give the prior (so KL is 0 there);
+    * all draws use only the ``generator`` passed in.
+
+    A family with ``depends_on`` must read only ``context.params`` in :meth:`kl` (during training the context's samples
+    are relaxed, not exact); the conformance suite builds it beside the channels named by its optional classmethod
+    ``conformance_parents(config) -> {name: LatentFamily}``.
     """
 
     #: Name under which the family is registered; set by subclasses.

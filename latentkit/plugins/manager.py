@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Iterable
 
 import pluggy
@@ -18,9 +19,22 @@ _extra_plugins: dict[str, object] = {}
 _blocked: set[str] = set()
 
 
+class _PluginManager(pluggy.PluginManager):
+    """Treats every function named ``latentkit_*`` as a hook implementation, marked or not (as pytest does for
+    ``pytest_*``), so that a misspelt, unmarked hook fails ``check_pending`` instead of being silently ignored."""
+
+    def parse_hookimpl_opts(self, plugin, name):
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None and name.startswith(f"{hookspecs.PROJECT}_"):
+            method = getattr(plugin, name, None)
+            if inspect.isroutine(method):
+                return {}
+        return opts
+
+
 def make_plugin_manager(extra: dict[str, object] | None = None, blocked: Iterable[str] = ()) -> pluggy.PluginManager:
     """A fresh manager with every entry-point plugin plus ``extra``; validates hook names at once."""
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm = _PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     for name in blocked:
         pm.set_blocked(name)
@@ -31,7 +45,7 @@ def make_plugin_manager(extra: dict[str, object] | None = None, blocked: Iterabl
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginError(
-            f"plugin {getattr(exc, 'plugin_name', '?')!r} is malformed: {exc}. A function marked @hookimpl must be "
+            f"plugin {pm.get_name(exc.plugin) if exc.plugin is not None else '?'!r} is malformed: {exc}. A function marked @hookimpl must be "
             f"named after a hook in latentkit.plugins.hookspecs ({', '.join(_hook_names())})."
         ) from exc
     return pm

@@ -255,6 +255,7 @@ def _any_features(width: int, **kwargs) -> st.SearchStrategy[Tensor]:
 
 # --- the checks ----------------------------------------------------------------------------------------------------
 def _check_shapes(subject: _Subject, s: hypothesis.settings) -> None:
+    """Sizes, parameter and sample shapes, unit slices and traversal widths agree (the core slices by them)."""
     fam, latent = subject.family, subject.latent
     for attr in ("param_size", "sample_size", "unit_count"):
         value = getattr(fam, attr)
@@ -319,6 +320,7 @@ def _check_shapes(subject: _Subject, s: hypothesis.settings) -> None:
 
 
 def _check_generator(subject: _Subject, s: hypothesis.settings) -> None:
+    """Samplers draw only from the generator they are given (exact resume and reproducible checks need it)."""
     fam, latent = subject.family, subject.latent
 
     @s
@@ -346,6 +348,7 @@ def _check_generator(subject: _Subject, s: hypothesis.settings) -> None:
 
 
 def _check_monte_carlo(subject: _Subject, s: hypothesis.settings, n_draws: int = N_DRAWS) -> None:
+    """The analytic KL equals E[log q − log p] over exact posterior draws (no other code path checks the formula)."""
     latent = subject.latent
 
     @s
@@ -358,6 +361,7 @@ def _check_monte_carlo(subject: _Subject, s: hypothesis.settings, n_draws: int =
 
 
 def _check_kl_bounds(subject: _Subject, s: hypothesis.settings) -> None:
+    """KL ≥ 0 and Σ units KL ≤ capacity_bound() (the objective clips capacities at that bound), any features."""
     fam = subject.family
     bound = fam.capacity_bound()
     assert isinstance(bound, numbers.Real) and not math.isnan(bound) and bound >= 0, (
@@ -389,6 +393,7 @@ def _check_kl_bounds(subject: _Subject, s: hypothesis.settings) -> None:
 
 
 def _check_zero_at_prior(subject: _Subject, s: hypothesis.settings) -> None:
+    """Features of zeros give the prior, where KL = 0 and log q = log p (a KL with an offset fails here)."""
     fam, latent = subject.family, subject.latent
     if subject.dependent:
         raise _Skip("kl_zero_at_prior does not apply to a family whose prior depends on other channels")
@@ -421,6 +426,7 @@ def _check_zero_at_prior(subject: _Subject, s: hypothesis.settings) -> None:
 
 
 def _check_finite(subject: _Subject, s: hypothesis.settings) -> None:
+    """No NaN/Inf for extreme float32 features: one NaN in the KL poisons a whole training run."""
     fam = subject.family
 
     @s
@@ -444,6 +450,7 @@ def _check_finite(subject: _Subject, s: hypothesis.settings) -> None:
 
 
 def _check_gradients(subject: _Subject, s: hypothesis.settings) -> None:
+    """Gradients reach every feature through rsample (otherwise the encoder cannot learn those parameters)."""
     fam = subject.family
     if not fam.has_rsample:
         raise _Skip(f"{type(fam).__name__}.has_rsample is False: no reparametrised sample to differentiate")
@@ -463,7 +470,9 @@ def _check_gradients(subject: _Subject, s: hypothesis.settings) -> None:
         assert grad is not None, "no gradient reached the features through rsample"
         _expect_finite(grad, "the gradient of rsample with respect to the features", features)
         dead_rows = (grad.abs().sum(1) == 0).nonzero().flatten().tolist()
-        assert not dead_rows, f"the gradient through rsample is zero for rows {dead_rows} (features {features.tolist()})"
+        assert not dead_rows, (
+            f"the gradient through rsample is zero for rows {dead_rows} (features {features.tolist()})"
+        )
         dead_cols = (grad.abs().sum(0) == 0).nonzero().flatten().tolist()
         assert not dead_cols, (
             f"no gradient reaches feature columns {dead_cols} through rsample: those parameters never influence a "
@@ -474,6 +483,7 @@ def _check_gradients(subject: _Subject, s: hypothesis.settings) -> None:
 
 
 def _check_representative(subject: _Subject, s: hypothesis.settings) -> None:
+    """The evaluation value is deterministic; a discrete one is the one-hot posterior mode, as categories() says."""
     fam = subject.family
     size, units = fam.sample_size, fam.unit_count
 
@@ -507,7 +517,7 @@ def _check_representative(subject: _Subject, s: hypothesis.settings) -> None:
             value = torch.zeros(batch, size, dtype=rep.dtype)
             for u in range(units):
                 sl = fam.unit_slice(u)
-                value[:, sl.start + min(k, sizes[u] - 1)] = 1
+                value[:, range(size)[sl][min(k, sizes[u] - 1)]] = 1
             log_q = fam.log_posterior(p, value).to(torch.float64)
             for u in range(units):
                 if k < sizes[u]:
@@ -729,7 +739,7 @@ def _make_test(name: str) -> Callable[[FamilyConformance, dict], None]:
 
     test.__name__ = f"test_{name}"
     test.__qualname__ = f"FamilyConformance.test_{name}"
-    test.__doc__ = f"Conformance check {name!r} (see latentkit.testing.conformance)."
+    test.__doc__ = f"{CHECKS[name].doc} (conformance check {name!r}, see latentkit.testing.conformance)"
     return test
 
 
