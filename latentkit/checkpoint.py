@@ -21,7 +21,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 import latentkit
-from latentkit._atomic import write_bytes, write_json
+from latentkit._atomic import write_bytes
 from latentkit.build import build_model
 from latentkit.config import Component, ModelSpec
 from latentkit.errors import CheckpointError, LatentkitError

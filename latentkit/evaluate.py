@@ -8,19 +8,10 @@ from collections.abc import Sequence
 import torch
 
 from latentkit.checkpoint import load_model
+from latentkit.devices import resolve_device
 from latentkit.data.build import as_component, build_provider
 from latentkit.errors import CheckpointError, ConfigError, LatentkitError
 from latentkit.plugins import Registry, get_registry
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ConfigError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} was asked for, but no CUDA GPU is available here; use --device cpu")
-    return dev
 
 
 def evaluate_checkpoint(

@@ -15,12 +15,14 @@ from latentkit._atomic import write_json
 from latentkit.build import build_model, build_objective
 from latentkit.checkpoint import checkpoint_config
 from latentkit.config import Component, ModelSpec
+from latentkit.data import load_dataset
 from latentkit.errors import ConfigError, LatentkitError
 from latentkit.plugins import get_plugin_manager, get_registry
 from latentkit.recipe import Experiment, TrainConfig
 from latentkit.train.run import Run
 from latentkit.train.task import VAETask
-from latentkit.train.trainer import Trainer, resolve_device
+from latentkit.train.trainer import Trainer
+from latentkit.devices import resolve_device
 
 RUN_CONFIG = "config.json"
 RUN_FORMAT = "latentkit-run"
@@ -40,13 +42,7 @@ def experiment_from_dict(data: dict) -> Experiment:
 
 
 def _load_data(experiment: Experiment, data_root: str | None, device: torch.device):
-    registry = get_registry()
-    provider_cls = registry.datasets.get(experiment.dataset.name)
-    try:
-        provider = provider_cls(**experiment.dataset.options)
-    except TypeError as exc:
-        raise ConfigError(f"data set {experiment.dataset.name!r} cannot take options {experiment.dataset.options}: {exc}") from None
-    data = provider.load(data_root, "train")
+    data = load_dataset(experiment.dataset, data_root, "train")
     if tuple(data.image_shape) != tuple(experiment.model.image_shape):
         raise ConfigError(
             f"data set {experiment.dataset.name!r} yields images of shape {tuple(data.image_shape)}, but the model expects "

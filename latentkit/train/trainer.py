@@ -46,14 +46,6 @@ class Interrupted(LatentkitError):
     """SIGINT/SIGTERM stopped the run after a checkpoint was written."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise LatentkitError("--device cuda was asked for, but PyTorch sees no CUDA device; use --device cpu")
-    return torch.device(name)
-
-
 class Trainer:
     """Trains ``task`` on ``run.data`` for ``train.steps`` steps, checkpointing into ``run.directory``."""
 
