@@ -14,6 +14,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from latentkit.data.ground_truth import GroundTruthData
 from latentkit.errors import DataError
 
 
@@ -50,6 +51,10 @@ class DatasetProvider(abc.ABC):
     @abc.abstractmethod
     def load(self, root: str | os.PathLike | None, split: str = "train") -> ImageData:
         """Load ``split`` from ``root``; a missing data set raises :class:`DataError` naming the files and where."""
+
+    def ground_truth(self, root: str | os.PathLike | None) -> GroundTruthData | None:
+        """The factor grid behind this data set, for disentanglement metrics; ``None`` when it has none."""
+        return None
 
     def check_split(self, split: str) -> None:
         if split not in self.splits:
