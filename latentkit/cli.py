@@ -53,8 +53,12 @@ def _cmd_import_jointvae(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from latentkit.evaluate import evaluate_checkpoint
+    from latentkit.evaluate import evaluate_checkpoint, format_table, parse_option_strings
+    from latentkit.plugins import get_registry
 
+    registry = get_registry()
+    metric_fns = {name: registry.metrics.get(name) for name in args.metric}  # unknown name: lists the known ones
+    options = parse_option_strings(args.option or [], metric_fns)
     results = evaluate_checkpoint(
         args.checkpoint,
         metrics=args.metric,
@@ -62,13 +66,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         split=args.split,
         batch_size=args.batch_size,
         device=args.device,
+        registry=registry,
+        options=options,
+        save=not args.no_save,
     )
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        for metric, values in results["metrics"].items():
-            for key, value in values.items():
-                print(f"{metric}.{key}: {value:.4f}" if isinstance(value, float) else f"{metric}.{key}: {value}")
+        split = f", split {results['split']}" if results["split"] else ""
+        print(f"{results['checkpoint']} (data set {results['dataset']}{split})")
+        print(format_table(results))
+        for path in results["files"].values():
+            print(f"results written to {path}")
     return 0
 
 
@@ -86,13 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="latentkit checkpoint folder to write")
     p.set_defaults(func=_cmd_import_jointvae)
 
-    p = sub.add_parser("evaluate", help="evaluate a checkpoint folder with one or more metrics")
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate a checkpoint folder or run directory with one or more metrics",
+        description="Evaluate a checkpoint folder or run directory with registered metrics (built in: accuracy, "
+        "kl-ranking, factorvae, mig, dci, sap; `latentkit plugins` lists all). Each metric's results are written to "
+        "FOLDER/evaluation/<metric>-<split>.json (metrics on a data split) or FOLDER/evaluation/<metric>.json "
+        "(metrics on the ground-truth factor grid) and printed as a table.",
+    )
     p.add_argument("checkpoint", help="a latentkit checkpoint folder or run directory")
-    p.add_argument("--metric", action="append", required=True, help="metric name (repeatable), e.g. accuracy")
+    p.add_argument(
+        "--metric", action="append", required=True,
+        help="metric name (repeatable): accuracy, kl-ranking, factorvae, mig, dci, sap, or a plugin's",
+    )
     p.add_argument("--data-root", default=None, help="folder holding the data sets (default $LATENTKIT_DATA or ./data)")
-    p.add_argument("--split", default="test", help="data split to evaluate on (default test)")
-    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--split", default="test", help="data split for accuracy and kl-ranking (default test)")
+    p.add_argument("--batch-size", type=int, default=1000, help="images per encoder batch (default 1000)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument(
+        "--option", action="append", metavar="[METRIC.]KEY=VALUE",
+        help="a metric option (repeatable), e.g. factorvae.num_train=2000 or seed=1 (every metric with that option)",
+    )
+    p.add_argument("--no-save", action="store_true", help="print the results without writing them into the folder")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_evaluate)
 

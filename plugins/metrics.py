@@ -1,12 +1,17 @@
 """Built-in evaluation metrics.
 
 A metric is a callable ``metric(model, data, batch_size, device) -> dict`` of JSON-serialisable values, registered
-under a name; ``latentkit evaluate --metric NAME`` runs it on a checkpoint and a data split.
+under a name; ``latentkit evaluate --metric NAME`` runs it on a checkpoint (see :mod:`latentkit.metrics.base` for the
+optional attributes ``needs_ground_truth``, ``needs_data`` and ``options``).
 
 * ``accuracy``: unsupervised accuracy of the discrete code (see :mod:`latentkit.metrics.accuracy`). Every image is
   encoded in eval mode; the argmax categories of every channel whose family ``is_discrete`` (channels in declaration
-  order, variables in order) are combined into one cluster id and scored against the labels by majority map and by
-  one-to-one Hungarian matching.
+  order, variables in order) are combined into one cluster id and scored against the labels by majority map, by
+  one-to-one Hungarian matching, and by NMI.
+* ``kl-ranking``: each latent unit's mean KL to its prior on the split, ranked (:mod:`latentkit.metrics.kl`).
+* ``factorvae``, ``mig``, ``dci``, ``sap``: disentanglement metrics on the data set's ground-truth factor grid, with
+  disentanglement_lib's protocols and defaults (:mod:`latentkit.metrics.factorvae`, ``.mig``, ``.dci``, ``.sap``).
+  The representation is the Gaussian means plus, per discrete variable, its argmax category.
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ from torch import nn
 
 from latentkit.data.provider import ImageData
 from latentkit.errors import ConfigError
+from latentkit.metrics import dci, factorvae, mig, sap
 from latentkit.metrics.accuracy import cluster_accuracy, combine_categories
+from latentkit.metrics.base import GroundTruthMetric
+from latentkit.metrics.kl import kl_ranking
 from latentkit.plugins import hookimpl
 
 
@@ -58,6 +66,15 @@ def accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000, device: 
     return cluster_accuracy(combine_categories(cats, sizes), data.labels)
 
 
+factorvae_metric = GroundTruthMetric(factorvae.NAME, factorvae.factor_vae_score, factorvae.DEFAULTS, factorvae.__doc__)
+mig_metric = GroundTruthMetric(mig.NAME, mig.mig_score, mig.DEFAULTS, mig.__doc__)
+dci_metric = GroundTruthMetric(dci.NAME, dci.dci_score, dci.DEFAULTS, dci.__doc__)
+sap_metric = GroundTruthMetric(sap.NAME, sap.sap_score, sap.DEFAULTS, sap.__doc__)
+
+
 @hookimpl
 def latentkit_register_metrics(registry):
     registry.add("accuracy", accuracy)
+    registry.add("kl-ranking", kl_ranking)
+    for metric in (factorvae_metric, mig_metric, dci_metric, sap_metric):
+        registry.add(metric.name, metric)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
@@ -11,6 +12,9 @@ import attrs
 from latentkit.errors import PluginError, UnknownNameError
 
 T = TypeVar("T")
+
+#: a registered name: an identifier, or identifier-like words joined by single hyphens (``kl-ranking``)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*")
 
 KINDS = ("families", "networks", "schedules", "objectives", "datasets", "metrics")
 _SINGULAR = {
@@ -49,8 +53,11 @@ class KindRegistry(Generic[T]):
 
     def add(self, name: str, value: T) -> None:
         """Register ``value`` under ``name``; called by plugins from their hook."""
-        if not isinstance(name, str) or not name.isidentifier():
-            raise PluginError(f"{self.singular} name {name!r} must be an identifier such as 'gumbel_softmax'")
+        if not isinstance(name, str) or not (name.isidentifier() or _NAME.fullmatch(name)):
+            raise PluginError(
+                f"{self.singular} name {name!r} must be an identifier such as 'gumbel_softmax' (words may be joined by "
+                f"single hyphens, as in 'kl-ranking')"
+            )
         source = self._current_source or Source("(unknown)", "(not installed)", "")
         if name in self._entries:
             other = self._entries[name].source

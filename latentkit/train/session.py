@@ -84,6 +84,7 @@ def prepare_run(
     if resume:
         run_dir = Path(resume)
         run_config = read_run_config(run_dir)
+        data_root = data_root or run_config.get("data_root")  # a resumed run reads the data it started with
     else:
         run_dir = _new_run_dir(out, recipe)
         run_config = {
@@ -101,6 +102,7 @@ def prepare_run(
     data = _load_data(experiment, data_root, device)
     run_dir.mkdir(parents=True, exist_ok=True)
     run_config["experiment"] = experiment.to_dict()  # --steps may have changed on resume
+    run_config["data_root"] = None if data_root is None else str(Path(data_root).resolve())
     write_json(run_dir / RUN_CONFIG, run_config)
     run = Run(
         directory=run_dir,

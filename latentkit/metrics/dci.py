@@ -1,0 +1,142 @@
+"""DCI disentanglement, completeness and informativeness (Eastwood & Williams 2018), disentanglement_lib's variant.
+
+``num_train`` and ``num_test`` random images are encoded. Per factor a gradient-boosted tree classifier
+(``sklearn.ensemble.GradientBoostingClassifier``, scikit-learn's defaults as disentanglement_lib: 100 trees of depth
+3) predicts the factor's class from all code columns; the importance matrix ``R (D x F)`` holds the absolute feature
+importances.
+
+* disentanglement: per column ``1 - H_F(R[i, :] / sum)`` (entropy over factors, base F), weighted by the column's
+  share of the total importance;
+* completeness: per factor ``1 - H_D(R[:, j] / sum)`` (entropy over columns, base D), weighted by the factor's share;
+* informativeness: the classifiers' mean accuracy on the training and on the test points.
+
+A discrete column (a categorical latent's argmax category) is one more feature holding the category index (trees split
+on it like on any column). ``n_estimators`` and ``max_depth`` are settable; the trees are seeded with ``seed``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from latentkit.data.ground_truth import GroundTruthData
+from latentkit.metrics.base import (
+    DEFAULT_CHUNK,
+    Representation,
+    check_bool,
+    check_ground_truth,
+    check_positive_int,
+    sample_codes,
+)
+
+NAME = "dci"
+DEFAULTS = {"num_train": 10_000, "num_test": 5_000, "n_estimators": 100, "max_depth": 3, "seed": 0,
+            "chunk_size": DEFAULT_CHUNK, "prefetch": True}
+
+
+def importance_gbt(
+    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
+    n_estimators: int = 100, max_depth: int = 3, seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(importance (D, F), train accuracy (F,), test accuracy (F,))`` of one boosted classifier per factor."""
+    from sklearn.ensemble import GradientBoostingClassifier  # scikit-learn is imported only when a metric runs
+
+    dims, num_factors = x_train.shape[1], y_train.shape[1]
+    importance = np.zeros((dims, num_factors))
+    train_acc, test_acc = np.zeros(num_factors), np.zeros(num_factors)
+    for j in range(num_factors):
+        if np.unique(y_train[:, j]).size < 2:  # nothing to learn: a constant prediction, no importance
+            train_acc[j] = 1.0
+            test_acc[j] = float(np.mean(y_test[:, j] == y_train[0, j]))
+            continue
+        model = GradientBoostingClassifier(n_estimators=n_estimators, max_depth=max_depth, random_state=seed % 2**32)
+        model.fit(x_train, y_train[:, j])
+        importance[:, j] = np.abs(model.feature_importances_)
+        train_acc[j] = np.mean(model.predict(x_train) == y_train[:, j])
+        test_acc[j] = np.mean(model.predict(x_test) == y_test[:, j])
+    return importance, train_acc, test_acc
+
+
+def _entropy(p: np.ndarray, base: int) -> np.ndarray:
+    """scipy.stats.entropy along axis 0: ``p`` normalised per column, ``-sum p log p / log base``."""
+    p = p / p.sum(axis=0, keepdims=True)
+    return -(p * np.log(p)).sum(axis=0) / np.log(base)
+
+
+def disentanglement_per_code(importance: np.ndarray) -> np.ndarray:
+    if importance.shape[1] < 2:
+        return np.ones(importance.shape[0])
+    return 1.0 - _entropy(importance.T + 1e-11, base=importance.shape[1])
+
+
+def disentanglement(importance: np.ndarray) -> float:
+    per_code = disentanglement_per_code(importance)
+    if importance.sum() == 0.0:
+        importance = np.ones_like(importance)
+    code_importance = importance.sum(axis=1) / importance.sum()
+    return float(np.sum(per_code * code_importance))
+
+
+def completeness_per_factor(importance: np.ndarray) -> np.ndarray:
+    if importance.shape[0] < 2:
+        return np.ones(importance.shape[1])
+    return 1.0 - _entropy(importance + 1e-11, base=importance.shape[0])
+
+
+def completeness(importance: np.ndarray) -> float:
+    per_factor = completeness_per_factor(importance)
+    if importance.sum() == 0.0:
+        importance = np.ones_like(importance)
+    factor_importance = importance.sum(axis=0) / importance.sum()
+    return float(np.sum(per_factor * factor_importance))
+
+
+def compute_dci(
+    codes_train: np.ndarray, factors_train: np.ndarray, codes_test: np.ndarray, factors_test: np.ndarray,
+    n_estimators: int = 100, max_depth: int = 3, seed: int = 0,
+    names: tuple[str, ...] | None = None, factor_names: tuple[str, ...] | None = None,
+) -> dict:
+    dims, num_factors = codes_train.shape[1], factors_train.shape[1]
+    names = tuple(names) if names is not None else tuple(f"z{i}" for i in range(dims))
+    factor_names = tuple(factor_names) if factor_names else tuple(f"factor{k}" for k in range(num_factors))
+    importance, train_acc, test_acc = importance_gbt(
+        codes_train, factors_train, codes_test, factors_test, n_estimators, max_depth, seed
+    )
+    return {
+        "disentanglement": disentanglement(importance),
+        "completeness": completeness(importance),
+        "informativeness_train": float(np.mean(train_acc)),
+        "informativeness_test": float(np.mean(test_acc)),
+        "informativeness_per_factor": {factor_names[j]: float(test_acc[j]) for j in range(num_factors)},
+        "importance": {names[i]: {factor_names[j]: float(importance[i, j]) for j in range(num_factors)}
+                       for i in range(dims)},
+    }
+
+
+def dci_score(
+    ground_truth: GroundTruthData,
+    represent: Representation,
+    *,
+    num_train: int = 10_000,
+    num_test: int = 5_000,
+    n_estimators: int = 100,
+    max_depth: int = 3,
+    seed: int = 0,
+    chunk_size: int = DEFAULT_CHUNK,
+    prefetch: bool = True,
+    names: tuple[str, ...] | None = None,
+) -> dict:
+    gt = check_ground_truth(NAME, ground_truth)
+    num_train = check_positive_int(NAME, "num_train", num_train, minimum=2)
+    num_test = check_positive_int(NAME, "num_test", num_test)
+    n_estimators = check_positive_int(NAME, "n_estimators", n_estimators)
+    max_depth = check_positive_int(NAME, "max_depth", max_depth)
+    seed = check_positive_int(NAME, "seed", seed, minimum=0)
+    chunk_size = check_positive_int(NAME, "chunk_size", chunk_size)
+    prefetch = check_bool(NAME, "prefetch", prefetch)
+    gen = torch.Generator().manual_seed(seed)
+    x_train, _, y_train = sample_codes(gt, represent, num_train, gen, chunk_size, prefetch)
+    x_test, _, y_test = sample_codes(gt, represent, num_test, gen, chunk_size, prefetch)
+    result = compute_dci(x_train, y_train, x_test, y_test, n_estimators, max_depth, seed, names, tuple(gt.factor_names))
+    result["images_encoded"] = num_train + num_test
+    return result

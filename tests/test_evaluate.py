@@ -1,0 +1,300 @@
+"""`latentkit evaluate`: results written into the folder, an aligned table, KL ranking, ground-truth metrics, options.
+
+Why these tests: evaluation is how a trained run is judged; its results must land next to the run (so they are not
+lost in a terminal), name what was evaluated with which settings, and a metric that needs ground-truth factors must
+say so clearly when the data set has none. The data set here is a test-only plugin (a 4 x 4 grid of block positions) so
+the tests do not depend on any built-in data set's factor grid or splits; one test trains a real run on ``shapes``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from latentkit.build import build_model
+from latentkit.checkpoint import checkpoint_config, save_model_checkpoint
+from latentkit.cli import main
+from latentkit.config import ChannelSpec, Component, ModelSpec
+from latentkit.data.ground_truth import GroundTruthData
+from latentkit.data.provider import DatasetProvider, ImageData
+from latentkit.errors import ConfigError
+from latentkit.evaluate import evaluate_checkpoint, format_table, parse_option_strings
+from latentkit.metrics.kl import kl_per_unit
+from latentkit.plugins import get_registry, hookimpl
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+SPEC = ModelSpec(
+    (1, 32, 32),
+    [ChannelSpec("cont", "gaussian", {"units": 3}), ChannelSpec("disc", "gumbel_softmax", {"sizes": [3]})],
+    Component("jointvae_conv", {"hidden": 8}),
+)
+UNIT = re.compile(r"(cont\.[0-2]|disc\.0)$")
+
+
+def _checkpoint(folder: Path, dataset: Component = Component("test_blocks")) -> Path:
+    torch.manual_seed(0)
+    save_model_checkpoint(folder, build_model(SPEC), checkpoint_config(SPEC, dataset=dataset, step=7))
+    return folder
+
+
+def _evaluate(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["evaluate", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# --- a test-only data set with a factor grid ---------------------------------------------------------------------
+class Blocks(GroundTruthData):
+    """A white 8x8 block at one of 4 x 4 positions of a 32x32 image."""
+
+    factor_names = ("x", "y")
+    factor_sizes = (4, 4)
+    discrete_factors = (False, False)
+
+    @property
+    def image_shape(self):
+        return (1, 32, 32)
+
+    def images(self, factors):
+        self.check_factors(factors)
+        out = torch.zeros(factors.shape[0], 1, 32, 32, dtype=torch.uint8)
+        for i, (x, y) in enumerate(factors.tolist()):
+            out[i, 0, 8 * y : 8 * y + 8, 8 * x : 8 * x + 8] = 255
+        return out
+
+    def factor_values(self, factors):
+        return factors.double() / 3
+
+
+class BlocksProvider(DatasetProvider):
+    """The 16 images of :class:`Blocks` as both splits, labelled by x; its ground truth is the grid."""
+
+    dataset_name = "test_blocks"
+    splits = ("train", "test")
+
+    @property
+    def image_shape(self):
+        return (1, 32, 32)
+
+    def load(self, root=None, split="train"):
+        self.check_split(split)
+        grid = Blocks()
+        factors = grid.index_to_factors(torch.arange(len(grid)))
+        return ImageData(images=grid.images(factors), labels=factors[:, 0].clone())
+
+    def ground_truth(self, root):
+        return Blocks()
+
+
+class PlainProvider(BlocksProvider):
+    """The same images, but no ground truth."""
+
+    dataset_name = "test_plain"
+    ground_truth = DatasetProvider.ground_truth
+
+
+@pytest.fixture
+def blocks(plugins):
+    @hookimpl
+    def latentkit_register_datasets(registry):
+        registry.add("test_blocks", BlocksProvider)
+        registry.add("test_plain", PlainProvider)
+
+    module = types.ModuleType("test_blocks_plugin")
+    module.latentkit_register_datasets = latentkit_register_datasets
+    plugins.register(module, "test_blocks_plugin")
+    yield
+
+
+SMALL_FVAE = ["--option", "factorvae.num_train=30", "--option", "factorvae.num_eval=20",
+              "--option", "factorvae.num_variance_estimate=100", "--option", "factorvae.vote_size=8",
+              "--option", "factorvae.prune_threshold=0.0"]
+
+
+# --- results file and table --------------------------------------------------------------------------------------
+def test_kl_ranking_writes_results_into_the_folder_and_prints_a_table(capsys, tmp_path, blocks):
+    ckpt = _checkpoint(tmp_path / "ckpt")
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "kl-ranking", "--batch-size", "5")
+    assert code == 0, err
+    path = ckpt / "evaluation" / "kl-ranking-test.json"
+    assert path.is_file() and f"results written to {path}" in out
+    record = json.loads(path.read_text())
+    assert record["metric"] == "kl-ranking" and record["split"] == "test" and record["step"] == 7
+    assert record["dataset"] == {"name": "test_blocks", "options": {}}
+    assert record["checkpoint"] == str(ckpt)
+    result = record["results"]
+    # every unit, named, ranked by descending KL
+    assert sorted(result["ranking"]) == ["cont.0", "cont.1", "cont.2", "disc.0"]
+    values = list(result["kl"].values())
+    assert list(result["kl"]) == result["ranking"] and values == sorted(values, reverse=True)
+    assert all(v >= 0 for v in values) and result["total"] == pytest.approx(sum(values))
+    assert result["n_images"] == 16
+
+    # the table: a header, one row per quantity, values right-aligned in one column
+    lines = out.splitlines()
+    table = lines[lines.index(next(line for line in lines if line.startswith("metric"))):]
+    table = [line for line in table if not line.startswith("results written")]
+    assert table[0].split() == ["metric", "quantity", "value"]
+    rows = table[2:]
+    assert rows[0].startswith("kl-ranking")
+    kl_rows = [row for row in rows if " kl." in row]
+    assert [row.split()[-2].removeprefix("kl.") for row in kl_rows] == result["ranking"]
+    ends = {len(row) for row in rows if re.search(r"\d$", row) and "ranking" not in row}
+    assert len(ends) == 1, rows  # numbers end in the same column
+
+
+def test_kl_ranking_matches_the_latent_kl():
+    torch.manual_seed(0)
+    model = build_model(SPEC)
+    images = torch.randint(0, 256, (9, 1, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    per_unit = kl_per_unit(model, ImageData(images=images), batch_size=4)
+    model.eval()
+    with torch.no_grad():
+        kl = model.latent.kl(model.encode(images.float() / 255))
+    expected = {f"cont.{i}": float(kl["cont"][:, i].mean()) for i in range(3)}
+    expected["disc.0"] = float(kl["disc"][:, 0].mean())
+    assert per_unit.keys() == expected.keys()
+    for unit in expected:
+        assert per_unit[unit] == pytest.approx(expected[unit], rel=1e-5, abs=1e-7)
+    ranking = get_registry().metrics.get("kl-ranking")(model, ImageData(images=images), batch_size=100, device="cpu")
+    assert all(UNIT.match(unit) for unit in ranking["ranking"])
+    assert [ranking["kl"][u] for u in ranking["ranking"]] == pytest.approx(sorted(expected.values(), reverse=True))
+
+
+def test_json_output_keeps_its_structure(capsys, tmp_path, blocks):
+    ckpt = _checkpoint(tmp_path / "ckpt")
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "accuracy", "--metric", "kl-ranking", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["dataset"] == "test_blocks" and report["split"] == "test" and report["checkpoint"] == str(ckpt)
+    assert set(report["metrics"]["accuracy"]) >= {"majority", "hungarian", "nmi"}
+    assert report["metrics"]["kl-ranking"]["ranking"]
+    assert report["files"] == {
+        "accuracy": str(ckpt / "evaluation" / "accuracy-test.json"),
+        "kl-ranking": str(ckpt / "evaluation" / "kl-ranking-test.json"),
+    }
+    saved = json.loads((ckpt / "evaluation" / "accuracy-test.json").read_text())
+    assert saved["results"] == report["metrics"]["accuracy"]
+
+
+def test_a_run_directory_gets_the_results(capsys, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", str(RECIPES / "jointvae_shapes.py"), "--set", 'dataset_options={"n": 64, "size": 32}',
+                 "--set", "train.batch_size=16", "--set", "train.log_every=5", "--set", "train.checkpoint_every=5",
+                 "--steps", "5", "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    code, out, err = _evaluate(capsys, str(run), "--metric", "kl-ranking")
+    assert code == 0, err
+    record = json.loads((run / "evaluation" / "kl-ranking-test.json").read_text())
+    assert record["step"] == 5 and Path(record["checkpoint"]) == run / "final"
+    assert sorted(record["results"]["ranking"]) == [f"cont.{i}" for i in range(6)] + ["disc.0"]
+
+
+def test_no_save_writes_nothing(capsys, tmp_path, blocks):
+    ckpt = _checkpoint(tmp_path / "ckpt")
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "kl-ranking", "--no-save")
+    assert code == 0, err
+    assert not (ckpt / "evaluation").exists() and "results written" not in out
+
+
+# --- names and options -------------------------------------------------------------------------------------------
+def test_unknown_metric_lists_the_known_ones(capsys, tmp_path, blocks):
+    ckpt = _checkpoint(tmp_path / "ckpt")
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "kl_ranking")
+    assert code == 2 and out == ""
+    assert "'kl_ranking'" in err and "Did you mean 'kl-ranking'?" in err
+    for name in ("accuracy", "dci", "factorvae", "kl-ranking", "mig", "sap"):
+        assert name in err
+    assert not (ckpt / "evaluation").exists()
+
+
+def test_option_strings():
+    metrics = {name: get_registry().metrics.get(name) for name in ("factorvae", "mig", "accuracy")}
+    parsed = parse_option_strings(["factorvae.num_train=20", "seed=3", "mig.num_bins=5"], metrics)
+    assert parsed == {"factorvae": {"num_train": 20, "seed": 3}, "mig": {"seed": 3, "num_bins": 5}, "accuracy": {}}
+    # a metric's own setting wins over a shared one, whatever the order
+    assert parse_option_strings(["factorvae.seed=1", "seed=2"], metrics)["factorvae"]["seed"] == 1
+    with pytest.raises(ConfigError, match="no metric evaluated has an option 'nope'"):
+        parse_option_strings(["nope=1"], metrics)
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_option_strings(["num_train"], metrics)
+    with pytest.raises(ConfigError, match="'sap'"):
+        parse_option_strings(["sap.num_train=3"], metrics)
+
+
+def test_bad_options_are_user_errors(capsys, tmp_path, blocks):
+    ckpt = _checkpoint(tmp_path / "ckpt")
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "factorvae", "--option", "factorvae.num_trian=3")
+    assert code == 2 and "num_trian" in err and "num_train" in err
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "factorvae", "--option", "num_train=0")
+    assert code == 2 and "num_train" in err and ">= 1" in err
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "accuracy", "--option", "accuracy.seed=1",
+                               "--split", "train")
+    assert code == 2 and "has no option" in err
+
+
+# --- ground truth --------------------------------------------------------------------------------------------------
+def test_ground_truth_metrics_via_evaluate(capsys, tmp_path, blocks):
+    ckpt = _checkpoint(tmp_path / "ckpt", Component("test_blocks"))
+    code, out, err = _evaluate(
+        capsys, str(ckpt), "--metric", "factorvae", "--metric", "mig", "--metric", "sap", "--metric", "dci",
+        *SMALL_FVAE, "--option", "num_train=60", "--option", "num_test=20", "--option", "dci.n_estimators=3",
+        "--batch-size", "50",
+    )
+    assert code == 0, err
+    for name in ("factorvae", "mig", "sap", "dci"):
+        record = json.loads((ckpt / "evaluation" / f"{name}.json").read_text())  # no split: drawn from the grid
+        assert record["split"] is None and record["ground_truth"] is True
+        assert record["dataset"]["name"] == "test_blocks"
+    fvae = json.loads((ckpt / "evaluation" / "factorvae.json").read_text())
+    assert fvae["options"]["num_train"] == 30 and fvae["options"]["num_eval"] == 20
+    assert fvae["options"]["seed"] == 0 and fvae["options"]["vote_size"] == 8  # defaults recorded beside the given
+    assert fvae["results"]["images_encoded"] == 100 + 8 * 50
+    assert 0.0 <= fvae["results"]["score"] <= 1.0
+    mig = json.loads((ckpt / "evaluation" / "mig.json").read_text())
+    assert mig["options"]["num_train"] == 60
+    assert "factorvae" in out and "score" in out and "disentanglement" in out
+
+
+def test_ground_truth_metric_on_a_data_set_without_one(capsys, tmp_path, blocks):
+    ckpt = _checkpoint(tmp_path / "ckpt", Component("test_plain"))
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "mig")
+    assert code == 2 and out == ""
+    assert "metric 'mig' needs a data set with ground-truth factors; 'test_plain' has none" in err
+    # the split-based metrics still work there
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "kl-ranking", "--split", "train")
+    assert code == 0, err
+
+
+def test_ground_truth_metrics_do_not_load_the_split(tmp_path, blocks, monkeypatch):
+    ckpt = _checkpoint(tmp_path / "ckpt", Component("test_blocks"))
+
+    def refuse(self, root=None, split="train"):
+        raise AssertionError("the split was loaded")
+
+    monkeypatch.setattr(BlocksProvider, "load", refuse)
+    report = evaluate_checkpoint(ckpt, ["mig"], data_root=tmp_path, split="no-such-split",
+                                 options={"mig": {"num_train": 40}}, save=False)
+    assert report["split"] is None and 0.0 <= report["metrics"]["mig"]["score"] <= 1.0
+    assert report["options"]["mig"]["num_train"] == 40 and report["files"] == {}
+    assert "mig" in format_table(report)
+
+
+def test_unwritable_folder_fails_before_the_work(tmp_path, monkeypatch, blocks):
+    ckpt = _checkpoint(tmp_path / "ckpt")
+    import latentkit.evaluate as ev
+
+    def no_write(self, data):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "write_bytes", no_write)
+    called = []
+    monkeypatch.setattr(ev, "needs_data", lambda fn: called.append(fn) or True)
+    with pytest.raises(ConfigError, match="cannot write evaluation results.*--no-save"):
+        ev.evaluate_checkpoint(ckpt, ["kl-ranking"], data_root=tmp_path)
+    assert called == []  # nothing evaluated
