@@ -1,57 +1,134 @@
-"""``shapes``: a small procedural data set that needs no download (the embedded default's data).
+"""``shapes``: a small procedural ground-truth data set that needs no download (the embedded default's data).
 
-Binary images of one of three shapes (square, ellipse, triangle) at a random scale, rotation and position — a
-miniature of dSprites with one discrete factor (the shape, also given as the class label) and four continuous ones.
-Generated in a fraction of a second from a seed, vectorised, identical on every machine.
+A miniature of dSprites: binary images of one of three shapes (square, ellipse, triangle) on a full factorial grid of
+one discrete factor and four continuous ones — shape (3, also the class label) × scale (6) × rotation (8) × pos_x (8) ×
+pos_y (8) = 9,216 images, row-major over the factors (pos_y fastest) as :class:`GroundTruthData` requires. Rotations
+span [0, π/2) in steps of π/16, inside every shape's period of symmetry, so no two grid points draw the same shape
+(at 32x32 pixels 8 pairs of the smallest shapes still rasterise alike). Generated in well under a second, vectorised,
+identical on every machine.
+
+Splits: a fixed, seeded fifth of the grid is held out as ``test``, the rest is ``train``. ``n`` takes a seeded random
+subset of ``n`` training images (and ``max(1, n // 5)`` test images) for quick runs; ``None`` (the default) uses them
+all. :meth:`Shapes.ground_truth` is the whole grid, for disentanglement metrics.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import os
 
 import torch
+from torch import Tensor
 
+from latentkit.data.ground_truth import GroundTruthData
 from latentkit.data.provider import DatasetProvider, ImageData
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
 
 FACTORS = ("shape", "scale", "rotation", "pos_x", "pos_y")
+FACTOR_SIZES = (3, 6, 8, 8, 8)
+DISCRETE_FACTORS = (True, False, False, False, False)
 SHAPES = ("square", "ellipse", "triangle")
+#: Physical values of each factor's classes: shape index, scale and position as fractions of the image side, radians.
+FACTOR_VALUES = (
+    torch.arange(3, dtype=torch.float64),
+    torch.linspace(0.15, 0.30, 6, dtype=torch.float64),
+    torch.arange(8, dtype=torch.float64) * (math.pi / 16),
+    torch.linspace(0.25, 0.75, 8, dtype=torch.float64),
+    torch.linspace(0.25, 0.75, 8, dtype=torch.float64),
+)
+NUM_IMAGES = math.prod(FACTOR_SIZES)
+TEST_FRACTION = 5  #: one grid point in five is held out for ``test``
 
 
-def render_shapes(factors: torch.Tensor, size: int) -> torch.Tensor:
-    """Draw ``(N, 5)`` factors (shape index, scale, rotation, x, y in image fractions) as uint8 ``(N, 1, size, size)``."""
-    shape, scale, angle, px, py = factors.double().unbind(1)
+def render_shapes(factors: Tensor, size: int) -> Tensor:
+    """Draw ``(N, 5)`` factor *values* (shape index, scale, rotation, x, y in image fractions) as uint8 images.
+
+    The result is ``(N, 1, size, size)``.
+
+    A pixel is on (255) iff its centre lies inside the shape.
+    """
+    factors = factors.double()
+    out = torch.zeros(len(factors), 1, size, size, dtype=torch.uint8)
     coords = (torch.arange(size, dtype=torch.float64) + 0.5) / size
     yy, xx = torch.meshgrid(coords, coords, indexing="ij")
-    dx = xx[None] - px[:, None, None]
-    dy = yy[None] - py[:, None, None]
-    c, s = torch.cos(angle)[:, None, None], torch.sin(angle)[:, None, None]
-    u, v = c * dx + s * dy, -s * dx + c * dy
-    r = scale[:, None, None]
-    square = (u.abs() <= r * 0.8) & (v.abs() <= r * 0.8)
-    ellipse = (u / r) ** 2 + (v / (0.55 * r)) ** 2 <= 1
-    triangle = torch.ones_like(square)
-    for k in range(3):  # inside three half-planes of an equilateral triangle of circumradius r
-        a = 2 * math.pi * k / 3
-        triangle &= u * math.cos(a) + v * math.sin(a) <= r * 0.5
-    masks = torch.stack([square, ellipse, triangle], 1)
-    picked = masks.gather(1, shape.long()[:, None, None, None].expand(-1, 1, size, size))
-    return picked.to(torch.uint8) * 255
+    for shape_id in range(len(SHAPES)):
+        rows = (factors[:, 0] == shape_id).nonzero()[:, 0]
+        if not len(rows):
+            continue
+        _, scale, angle, px, py = factors[rows].unbind(1)
+        dx = xx[None] - px[:, None, None]
+        dy = yy[None] - py[:, None, None]
+        c, s = torch.cos(angle)[:, None, None], torch.sin(angle)[:, None, None]
+        u, v = c * dx + s * dy, -s * dx + c * dy
+        r = scale[:, None, None]
+        if shape_id == 0:  # square of half side 0.8 r
+            inside = (u.abs() <= r * 0.8) & (v.abs() <= r * 0.8)
+        elif shape_id == 1:  # ellipse of semi-axes r and 0.55 r
+            inside = (u / r) ** 2 + (v / (0.55 * r)) ** 2 <= 1
+        else:  # inside three half-planes of an equilateral triangle of circumradius r
+            inside = torch.ones_like(u, dtype=torch.bool)
+            for k in range(3):
+                a = 2 * math.pi * k / 3
+                inside &= u * math.cos(a) + v * math.sin(a) <= r * 0.5
+        out[rows, 0] = inside.to(torch.uint8) * 255
+    return out
+
+
+class ShapesGroundTruth(GroundTruthData):
+    """The ``shapes`` grid at ``size`` x ``size`` pixels."""
+
+    factor_names = FACTORS
+    factor_sizes = FACTOR_SIZES
+    discrete_factors = DISCRETE_FACTORS
+
+    def __init__(self, size: int = 32):
+        self.size = int(size)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (1, self.size, self.size)
+
+    def factor_values(self, factors: Tensor) -> Tensor:
+        self.check_factors(factors)
+        f = factors.long()
+        return torch.stack([values[f[:, k]] for k, values in enumerate(FACTOR_VALUES)], 1)
+
+    def images(self, factors: Tensor) -> Tensor:
+        values = self.factor_values(factors)
+        out = torch.empty(len(values), *self.image_shape, dtype=torch.uint8)
+        chunk = max(1, 2**22 // (self.size * self.size))  # bounds the float64 temporaries to ~32 MB each
+        for i in range(0, len(values), chunk):
+            out[i : i + chunk] = render_shapes(values[i : i + chunk], self.size)
+        return out
+
+
+def split_indices(split: str, n: int | None, seed: int) -> Tensor:
+    """Grid indices of ``split`` (in increasing order): a seeded fifth of the grid is ``test``; ``n`` subsamples."""
+    order = torch.randperm(NUM_IMAGES, generator=torch.Generator().manual_seed(seed))
+    n_test = NUM_IMAGES // TEST_FRACTION
+    part = order[:n_test] if split == "test" else order[n_test:]
+    if n is not None:
+        part = part[: (max(1, n // 5) if split == "test" else n)]
+    return part.sort().values
 
 
 class Shapes(DatasetProvider):
     dataset_name = "shapes"
     splits = ("train", "test")
 
-    def __init__(self, n: int = 20_000, size: int = 32, seed: int = 0):
+    def __init__(self, n: int | None = None, size: int = 32, seed: int = 0):
         for key, value in (("n", n), ("size", size)):
+            if key == "n" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ConfigError(f"shapes data set option {key} must be a positive whole number, got {value!r}")
         if size < 16:
             raise ConfigError(f"shapes images need size >= 16 pixels, got {size}")
-        self.n, self.size, self.seed = int(n), int(size), int(seed)
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise ConfigError(f"shapes data set option seed must be a whole number, got {seed!r}")
+        self.n, self.size, self.seed = (None if n is None else int(n)), int(size), int(seed)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -59,15 +136,12 @@ class Shapes(DatasetProvider):
 
     def load(self, root=None, split: str = "train") -> ImageData:
         self.check_split(split)
-        gen = torch.Generator().manual_seed(self.seed * 2 + (split == "test"))
-        n = self.n if split == "train" else max(1, self.n // 5)
-        shape = torch.randint(0, 3, (n,), generator=gen).double()
-        scale = 0.15 + 0.15 * torch.rand(n, generator=gen, dtype=torch.float64)
-        angle = math.pi * torch.rand(n, generator=gen, dtype=torch.float64)
-        pos = 0.25 + 0.5 * torch.rand(n, 2, generator=gen, dtype=torch.float64)
-        factors = torch.stack([shape, scale, angle, pos[:, 0], pos[:, 1]], 1)
-        images = render_shapes(factors, self.size)
-        return ImageData(images=images, labels=shape.long(), factors=factors.float(), factor_names=FACTORS)
+        gt = self.ground_truth(root)
+        factors = gt.index_to_factors(split_indices(split, self.n, self.seed))
+        return ImageData(images=gt.images(factors), labels=factors[:, 0].clone(), factors=factors, factor_names=FACTORS)
+
+    def ground_truth(self, root: str | os.PathLike | None = None) -> ShapesGroundTruth:
+        return ShapesGroundTruth(self.size)
 
 
 @hookimpl

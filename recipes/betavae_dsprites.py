@@ -6,6 +6,7 @@ from latentkit.recipe import Capacity, JointVAEConfig, TrainConfig
 def config() -> JointVAEConfig:
     return JointVAEConfig(
         dataset="dsprites",
+        dataset_options={"source": "auto"},  # the real npz where the data root has it, else the procedural generator
         image_shape=(1, 64, 64),
         cont_units=6,
         disc_sizes=[],

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import abc
 import math
+import numbers
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from latentkit.errors import ConfigError
+from latentkit.errors import ConfigError, DataError
 
 
 class GroundTruthData(abc.ABC):
@@ -64,6 +66,11 @@ class GroundTruthData(abc.ABC):
 
     def index_to_factors(self, index: Tensor) -> Tensor:
         """Factor class indices ``(N, n_factors)`` of image indices ``(N,)``."""
+        index = torch.as_tensor(index)
+        if index.dim() != 1 or not _integral(index):
+            raise ConfigError(
+                f"image indices must be a 1-D tensor of whole numbers, got {index.dtype} {tuple(index.shape)}"
+            )
         index = index.long()
         if index.numel() and (index.min() < 0 or index.max() >= len(self)):
             raise ConfigError(f"image indices must lie in [0, {len(self)}), got range [{index.min()}, {index.max()}]")
@@ -71,28 +78,129 @@ class GroundTruthData(abc.ABC):
         return (index[:, None] // self._bases()) % sizes
 
     def check_factors(self, factors: Tensor) -> None:
-        if factors.dim() != 2 or factors.shape[1] != self.num_factors:
+        if not isinstance(factors, Tensor) or factors.dim() != 2 or factors.shape[1] != self.num_factors:
             raise ConfigError(
                 f"factors must be (N, {self.num_factors}) class indices for {list(self.factor_names)}, "
-                f"got shape {tuple(factors.shape)}"
+                f"got shape {tuple(factors.shape) if isinstance(factors, Tensor) else type(factors).__name__}"
             )
+        if not _integral(factors):
+            raise ConfigError(f"factors must be whole-number class indices, got {factors.dtype} values that are not")
         sizes = torch.tensor(self.factor_sizes)
         if factors.numel() and ((factors < 0).any() or (factors >= sizes).any()):
             raise ConfigError(f"factor class indices out of range; sizes are {dict(zip(self.factor_names, self.factor_sizes))}")
 
+    def factor_index(self, factor: int | str) -> int:
+        """The position of ``factor`` (a name or an index) among the factors; else a :class:`ConfigError`."""
+        if isinstance(factor, str):
+            if factor not in self.factor_names:
+                raise ConfigError(f"unknown factor {factor!r}; the factors are {list(self.factor_names)}")
+            return self.factor_names.index(factor)
+        if isinstance(factor, bool) or not isinstance(factor, numbers.Integral) or not 0 <= factor < self.num_factors:
+            raise ConfigError(
+                f"factor must be a name in {list(self.factor_names)} or an index in [0, {self.num_factors}), "
+                f"got {factor!r}"
+            )
+        return int(factor)
+
     def sample_factors(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` factor class-index rows drawn uniformly from the grid."""
-        cols = [torch.randint(0, size, (n,), generator=generator) for size in self.factor_sizes]
-        return torch.stack(cols, 1)
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+            raise ConfigError(f"the number of samples must be a whole number >= 0, got {n!r}")
+        cols = [torch.randint(0, size, (int(n),), generator=generator) for size in self.factor_sizes]
+        return torch.stack(cols, 1) if cols else torch.zeros(int(n), 0, dtype=torch.int64)
 
     def sample_with_fixed_factor(
-        self, factor: int, n: int, generator: torch.Generator | None = None
+        self, factor: int | str, n: int, generator: torch.Generator | None = None, value: int | None = None
     ) -> tuple[Tensor, Tensor]:
         """``n`` factor rows sharing one random value of ``factor``, everything else random; and their images.
 
-        One vote of the FactorVAE score is built from such a batch.
+        One vote of the FactorVAE score is built from such a batch. ``factor`` is an index or a name; ``value`` (a class
+        index) fixes the shared value instead of drawing it.
         """
+        k = self.factor_index(factor)
+        size = self.factor_sizes[k]
         factors = self.sample_factors(n, generator)
-        value = torch.randint(0, self.factor_sizes[factor], (1,), generator=generator)
-        factors[:, factor] = value
+        if value is None:
+            value = int(torch.randint(0, size, (1,), generator=generator))
+        elif isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value < size:
+            raise ConfigError(f"value of {self.factor_names[k]!r} must be a class index in [0, {size}), got {value!r}")
+        factors[:, k] = int(value)
         return factors, self.images(factors)
+
+
+class ArrayGroundTruth(GroundTruthData):
+    """A stored ground-truth data set: every image of the grid in memory, with each row's factor class indices.
+
+    The rows may come in any order (a stored data set in the protocol's row-major order, such as the dSprites npz, is
+    indexed directly); they must hold each grid point exactly once, else :class:`DataError`. ``values`` gives each
+    factor's physical values (``values[k][class index]``); without it a class index is its own value.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        factors: Tensor,
+        factor_names: Sequence[str],
+        factor_sizes: Sequence[int],
+        discrete_factors: Sequence[bool],
+        values: Sequence[Tensor] | None = None,
+    ):
+        self.factor_names = tuple(factor_names)
+        self.factor_sizes = tuple(int(k) for k in factor_sizes)
+        self.discrete_factors = tuple(bool(d) for d in discrete_factors)
+        if not len(self.factor_names) == len(self.factor_sizes) == len(self.discrete_factors):
+            raise ConfigError("factor_names, factor_sizes and discrete_factors must have one entry per factor")
+        if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
+            raise DataError(f"images must be a uint8 (N, C, H, W) tensor, got {getattr(images, 'dtype', type(images))}")
+        if images.shape[0] != len(self):
+            raise DataError(
+                f"a ground-truth grid of {dict(zip(self.factor_names, self.factor_sizes))} has {len(self)} images, "
+                f"the data hold {images.shape[0]}"
+            )
+        if not isinstance(factors, Tensor) or factors.shape != (len(self), self.num_factors):
+            raise DataError(f"factors must be ({len(self)}, {self.num_factors}) class indices")
+        try:
+            index = self.factors_to_index(factors)
+        except ConfigError as exc:
+            raise DataError(f"the stored factors are not class indices of the grid: {exc}") from None
+        if torch.equal(index, torch.arange(len(self))):
+            self._rows = None  # stored in the protocol's order
+        else:
+            rows = torch.full((len(self),), -1, dtype=torch.int64)
+            rows[index] = torch.arange(len(self))
+            if (rows < 0).any():
+                raise DataError(
+                    f"the stored factors do not cover the grid: {int((rows < 0).sum())} grid points are missing "
+                    f"(and as many rows repeat others)"
+                )
+            self._rows = rows
+        self._images = images
+        if values is not None:
+            values = [torch.as_tensor(v, dtype=torch.float64) for v in values]
+            if [len(v) for v in values] != list(self.factor_sizes):
+                raise ConfigError(f"values must hold {list(self.factor_sizes)} values, one list per factor")
+        self._values = values
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self._images.shape[1:])  # type: ignore[return-value]
+
+    def images(self, factors: Tensor) -> Tensor:
+        index = self.factors_to_index(factors)
+        return self._images[index if self._rows is None else self._rows[index]]
+
+    def factor_values(self, factors: Tensor) -> Tensor:
+        self.check_factors(factors)
+        f = factors.long()
+        if self._values is None:
+            return f.double()
+        return torch.stack([v[f[:, k]] for k, v in enumerate(self._values)], 1) if self.num_factors else f.double()
+
+
+def _integral(t: Tensor) -> bool:
+    """Whether a tensor holds whole numbers only (any integer dtype, or floats without fractions)."""
+    if t.dtype == torch.bool or t.is_complex():
+        return False
+    if t.is_floating_point():
+        return bool(torch.isfinite(t).all() and (t == t.round()).all())
+    return True
