@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"latentkit {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print(f"latentkit {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -11,6 +11,9 @@ from __future__ import annotations
 class LatentkitError(Exception):
     """Base class of errors caused by input, configuration or environment rather than by a bug."""
 
+    #: the CLI's exit status for this error
+    exit_code = 2
+
 
 class ConfigError(LatentkitError, ValueError):
     """A configuration value is invalid (wrong type, out of range, inconsistent with another value)."""

@@ -244,3 +244,15 @@ def test_trainer_knows_no_model(tmp_path):
 
 def test_user_error_type_is_latentkit_error():
     assert issubclass(NumericalFault, LatentkitError) and issubclass(Interrupted, LatentkitError)
+    assert NumericalFault.exit_code == 2 and Interrupted.exit_code == 130
+
+
+def test_signal_through_the_cli_exits_130(tmp_path, capsys):
+    name = register_plugin(_SignalAt(10, signal.SIGINT), name="signal-cli")
+    try:
+        code = train(str(RECIPES / "jointvae_shapes.py"), *SMALL, "--steps", "30", "--out", str(tmp_path / "run"))
+    finally:
+        unregister_plugin(name)
+    assert code == 130
+    err = capsys.readouterr().err
+    assert "stopped by signal SIGINT after step 10" in err and "--resume" in err and "Traceback" not in err

@@ -45,6 +45,8 @@ class NumericalFault(LatentkitError):
 class Interrupted(LatentkitError):
     """SIGINT/SIGTERM stopped the run after a checkpoint was written."""
 
+    exit_code = 130  # the shell's convention for a run stopped by a signal
+
 
 class Trainer:
     """Trains ``task`` on ``run.data`` for ``train.steps`` steps, checkpointing into ``run.directory``."""
