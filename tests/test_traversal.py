@@ -1,0 +1,69 @@
+"""Latent traversals: the values swept, what is held, and the decoded grid's layout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from latentkit.build import build_model
+from latentkit.config import ChannelSpec, ModelSpec
+from latentkit.errors import ConfigError
+from latentkit.viz import UnitRef, base_latent, parse_unit, traversal_latents, traverse
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    spec = ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian", {"units": 4}),
+                                   ChannelSpec("disc", "gumbel_softmax", {"sizes": [3, 5]})])
+    return build_model(spec).eval()
+
+
+def test_neutral_base_is_zero_and_category_zero(model):
+    base = base_latent(model.latent)
+    expected = torch.tensor([[0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0]], dtype=base.dtype)
+    assert torch.equal(base, expected)
+
+
+def test_continuous_traversal_uses_normal_quantiles_and_holds_the_rest(model):
+    z = traversal_latents(model.latent, "cont.2", n=5)
+    expected = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, 5))
+    torch.testing.assert_close(z[:, 2], expected)
+    assert abs(z[0, 2] + 1.6449) < 1e-3 and abs(z[-1, 2] - 1.6449) < 1e-3
+    others = torch.cat([z[:, :2], z[:, 3:]], dim=1)
+    assert torch.equal(others, base_latent(model.latent, 5)[:, [0, 1, 3, 4, 5, 6, 7, 8, 9, 10, 11]])
+
+
+def test_discrete_traversal_visits_each_category_of_that_variable_only(model):
+    z = traversal_latents(model.latent, "disc.1", n=8)
+    assert z.shape == (5, 12)
+    assert torch.equal(z[:, 7:12], torch.eye(5))
+    assert torch.equal(z[:, 4:7], torch.tensor([[1.0, 0, 0]]).expand(5, -1))  # the other variable held at category 0
+    assert torch.equal(z[:, :4], torch.zeros(5, 4))
+
+
+def test_prior_base_is_held_for_every_row(model):
+    gen = torch.Generator().manual_seed(3)
+    base = base_latent(model.latent, prior=True, generator=gen)
+    z = traversal_latents(model.latent, "cont.0", n=4, base=base)
+    assert torch.equal(z[:, 1:], base[:, 1:].expand(4, -1))
+    assert z[:, 4:7].sum(1).eq(1).all() and z[:, 7:].sum(1).eq(1).all()
+
+
+def test_grid_layout_and_decoder_inputs(model):
+    grid = traverse(model, ["cont.0", "cont.3"], n=6)
+    assert grid.shape == (2, 6, 1, 32, 32)
+    with torch.no_grad():
+        again = model.decode(traversal_latents(model.latent, "cont.3", n=6))
+    torch.testing.assert_close(grid[1], again)
+    assert grid.min() >= 0 and grid.max() <= 1
+
+
+def test_unit_names_are_checked(model):
+    assert parse_unit(model.latent, "disc.1") == UnitRef("disc", 1)
+    for bad, phrase in (("cont", "<channel>.<index>"), ("style.0", "no channel"), ("cont.4", "units 0..3"),
+                        ("disc.2", "units 0..1")):
+        with pytest.raises(ConfigError, match=phrase):
+            parse_unit(model.latent, bad)
+    with pytest.raises(ConfigError, match="differ in length"):
+        traverse(model, ["cont.0", "disc.0"], n=8)
