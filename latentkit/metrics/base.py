@@ -214,6 +214,24 @@ def sample_codes(
     return np.concatenate(codes), flags, factors.numpy().astype(np.int64)
 
 
+class CodeSampler:
+    """What every ground-truth metric draws with: its data, its representation, the validated sampling options
+    (``seed``, ``chunk_size``, ``prefetch``) and one generator seeded from ``seed``, shared by all its draws."""
+
+    def __init__(self, metric: str, ground_truth: Any, represent: Representation, seed: Any, chunk_size: Any,
+                 prefetch: Any):
+        self.ground_truth = check_ground_truth(metric, ground_truth)
+        self.represent = represent
+        self.seed = check_positive_int(metric, "seed", seed, minimum=0)
+        self.chunk_size = check_positive_int(metric, "chunk_size", chunk_size)
+        self.prefetch = check_bool(metric, "prefetch", prefetch)
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def codes(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:func:`sample_codes` of ``n`` points, continuing this sampler's random stream."""
+        return sample_codes(self.ground_truth, self.represent, n, self.generator, self.chunk_size, self.prefetch)
+
+
 def check_ground_truth(metric: str, ground_truth: Any) -> GroundTruthData:
     if not isinstance(ground_truth, GroundTruthData):
         raise ConfigError(

@@ -37,13 +37,11 @@ from latentkit.errors import ConfigError
 from latentkit.metrics.base import (
     DEFAULT_CHUNK,
     Representation,
-    check_bool,
-    check_ground_truth,
+    CodeSampler,
     check_number,
     images_ahead,
     check_positive_int,
     represent_images,
-    sample_codes,
 )
 
 NAME = "factorvae"
@@ -97,18 +95,15 @@ def factor_vae_score(
     names: tuple[str, ...] | None = None,
 ) -> dict:
     """``{"score", "eval_accuracy", "train_accuracy", "num_active_dims", "active_dims", "dim_to_factor", ...}``."""
-    gt = check_ground_truth(NAME, ground_truth)
+    draws = CodeSampler(NAME, ground_truth, represent, seed, chunk_size, prefetch)
+    gt = draws.ground_truth
     vote_size = check_positive_int(NAME, "vote_size", vote_size, minimum=2)
     num_train = check_positive_int(NAME, "num_train", num_train)
     num_eval = check_positive_int(NAME, "num_eval", num_eval)
     num_variance_estimate = check_positive_int(NAME, "num_variance_estimate", num_variance_estimate, minimum=2)
     prune_threshold = check_number(NAME, "prune_threshold", prune_threshold, minimum=0.0)
-    seed = check_positive_int(NAME, "seed", seed, minimum=0)
-    chunk_size = check_positive_int(NAME, "chunk_size", chunk_size)
-    prefetch = check_bool(NAME, "prefetch", prefetch)
-    gen = torch.Generator().manual_seed(seed)
 
-    codes, is_discrete, _ = sample_codes(gt, represent, num_variance_estimate, gen, chunk_size, prefetch)
+    codes, is_discrete, _ = draws.codes(num_variance_estimate)
     global_var = variances(codes, is_discrete)
     active = (np.sqrt(global_var) >= prune_threshold) & (global_var > 0)
     dims = codes.shape[1]
@@ -123,8 +118,8 @@ def factor_vae_score(
         "dim_to_factor": {},
     }
     if not active.any():  # no feature: the classifier predicts the most frequent training factor (chance)
-        train_k = torch.randint(0, gt.num_factors, (num_train,), generator=gen).numpy()
-        eval_k = torch.randint(0, gt.num_factors, (num_eval,), generator=gen).numpy()
+        train_k = torch.randint(0, gt.num_factors, (num_train,), generator=draws.generator).numpy()
+        eval_k = torch.randint(0, gt.num_factors, (num_eval,), generator=draws.generator).numpy()
         guess = np.bincount(train_k, minlength=gt.num_factors).argmax()
         result["train_accuracy"] = float(np.mean(train_k == guess))
         result["eval_accuracy"] = result["score"] = float(np.mean(eval_k == guess))
@@ -135,18 +130,18 @@ def factor_vae_score(
         table = np.zeros((gt.num_factors, dims), dtype=np.int64)
         active_idx = np.flatnonzero(active)
         scale = global_var[active]
-        per_chunk = max(1, chunk_size // vote_size)
+        per_chunk = max(1, draws.chunk_size // vote_size)
 
         # Every vote's factors are drawn up front (a few tens of MB), so the chunking never changes the votes.
-        k_all = torch.randint(0, gt.num_factors, (n_votes,), generator=gen)
-        factors_all = gt.sample_factors(n_votes * vote_size, gen).view(n_votes, vote_size, gt.num_factors)
+        k_all = torch.randint(0, gt.num_factors, (n_votes,), generator=draws.generator)
+        factors_all = gt.sample_factors(n_votes * vote_size, draws.generator).view(n_votes, vote_size, gt.num_factors)
         rows = torch.arange(n_votes)
         factors_all[rows, :, k_all] = factors_all[rows, 0, k_all][:, None]
         chunks = (
             (factors_all[start : start + per_chunk].reshape(-1, gt.num_factors), k_all[start : start + per_chunk])
             for start in range(0, n_votes, per_chunk)
         )
-        for _, k, images in images_ahead(gt, chunks, prefetch):
+        for _, k, images in images_ahead(gt, chunks, draws.prefetch):
             v = k.shape[0]
             c, flags = represent_images(represent, images)
             if flags.shape != is_discrete.shape or (flags != is_discrete).any():

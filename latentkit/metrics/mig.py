@@ -13,17 +13,14 @@ second largest mutual information is taken as 0.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.metrics.base import (
     DEFAULT_CHUNK,
     Representation,
-    check_bool,
-    check_ground_truth,
+    CodeSampler,
     check_positive_int,
     discrete_codes,
-    sample_codes,
 )
 
 NAME = "mig"
@@ -103,14 +100,11 @@ def mig_score(
     names: tuple[str, ...] | None = None,
 ) -> dict:
     """MIG on ``num_train`` images drawn from the grid (codes from ``represent``)."""
-    gt = check_ground_truth(NAME, ground_truth)
+    draws = CodeSampler(NAME, ground_truth, represent, seed, chunk_size, prefetch)
+    gt = draws.ground_truth
     num_train = check_positive_int(NAME, "num_train", num_train, minimum=2)
     num_bins = check_positive_int(NAME, "num_bins", num_bins)
-    seed = check_positive_int(NAME, "seed", seed, minimum=0)
-    chunk_size = check_positive_int(NAME, "chunk_size", chunk_size)
-    prefetch = check_bool(NAME, "prefetch", prefetch)
-    gen = torch.Generator().manual_seed(seed)
-    codes, is_discrete, factors = sample_codes(gt, represent, num_train, gen, chunk_size, prefetch)
+    codes, is_discrete, factors = draws.codes(num_train)
     result = compute_mig(codes, is_discrete, factors, num_bins, names, tuple(gt.factor_names))
     result["images_encoded"] = num_train
     return result

@@ -25,17 +25,15 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import torch
 
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.metrics.base import (
     DEFAULT_CHUNK,
     Representation,
     check_bool,
-    check_ground_truth,
+    CodeSampler,
     check_number,
     check_positive_int,
-    sample_codes,
 )
 
 NAME = "sap"
@@ -110,20 +108,17 @@ def sap_score(
     prefetch: bool = True,
     names: tuple[str, ...] | None = None,
 ) -> dict:
-    gt = check_ground_truth(NAME, ground_truth)
+    draws = CodeSampler(NAME, ground_truth, represent, seed, chunk_size, prefetch)
+    gt = draws.ground_truth
     num_train = check_positive_int(NAME, "num_train", num_train, minimum=2)
     num_test = check_positive_int(NAME, "num_test", num_test)
     continuous_factors = check_bool(NAME, "continuous_factors", continuous_factors)
     svm_c = check_number(NAME, "svm_c", svm_c, positive=True)
     standardize = check_bool(NAME, "standardize", standardize)
-    seed = check_positive_int(NAME, "seed", seed, minimum=0)
-    chunk_size = check_positive_int(NAME, "chunk_size", chunk_size)
-    prefetch = check_bool(NAME, "prefetch", prefetch)
-    gen = torch.Generator().manual_seed(seed)
-    x_train, _, y_train = sample_codes(gt, represent, num_train, gen, chunk_size, prefetch)
-    x_test, _, y_test = sample_codes(gt, represent, num_test, gen, chunk_size, prefetch)
+    x_train, _, y_train = draws.codes(num_train)
+    x_test, _, y_test = draws.codes(num_test)
     result = compute_sap(
-        x_train, y_train, x_test, y_test, continuous_factors, svm_c, seed, standardize, names, tuple(gt.factor_names)
+        x_train, y_train, x_test, y_test, continuous_factors, svm_c, draws.seed, standardize, names, tuple(gt.factor_names)
     )
     result["images_encoded"] = num_train + num_test
     return result

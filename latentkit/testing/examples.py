@@ -11,8 +11,10 @@ parameter. Its ``kl`` is the expected conditional KL ``E_{q(c)}[KL(q(z) ‖ p(z 
 latent's sum over channels, ``KL(q(c) ‖ p(c)) + E_{q(c)}[KL(q(z) ‖ p(z | c))]``, is exactly ``KL(q(z, c) ‖ p(z, c))``
 for the mean-field posterior ``q(z) q(c)``.
 
-It is not registered by any entry point: tests add it with :data:`PLUGIN` through
-:func:`latentkit.plugins.register_plugin`, as a third-party package would through its entry point.
+Its Gaussian parametrisation restates the built-in ``gaussian`` family's on purpose: nothing under ``latentkit/`` may
+import a concrete plugin, and a third-party family would carry its own. It is not registered by any entry point:
+tests add it with :data:`PLUGIN` through :func:`latentkit.plugins.register_plugin`, as a third-party package would
+through its entry point.
 """
 
 from __future__ import annotations
