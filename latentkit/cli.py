@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_evaluate)
 
+    from latentkit.viz.cli import add_viz_parsers
+
+    add_viz_parsers(sub)
+
     try:  # the trainer adds `train` when present
         from latentkit.train.cli import add_train_parser
     except ImportError:

@@ -36,6 +36,11 @@ def _positive_int(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ConfigError(f"{attribute.name} must be a positive whole number, got {value!r}")
 
 
+def _non_negative_int(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ConfigError(f"{attribute.name} must be a whole number >= 0 (0 turns it off), got {value!r}")
+
+
 def _positive_float(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
         raise ConfigError(f"{attribute.name} must be a positive number, got {value!r}")
@@ -65,6 +70,9 @@ class TrainConfig:
     checkpoint_every: int = attrs.field(default=5_000, validator=_positive_int)
     keep_checkpoints: int = attrs.field(default=2, validator=_positive_int)
     eval_every: int = attrs.field(default=0)  #: 0: only at the end
+    #: a traversal grid every N steps into RUN/figures/training and TensorBoard (0: none); drawn at the first logging
+    #: step at or after each multiple, and at the end
+    figures_every: int = attrs.field(default=5_000, validator=_non_negative_int)
     drop_last: bool = False  #: the original keeps each epoch's last, smaller batch
 
 

@@ -12,11 +12,8 @@ from latentkit.viz import UnitRef, base_latent, parse_unit, traversal_latents, t
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    spec = ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian", {"units": 4}),
-                                   ChannelSpec("disc", "gumbel_softmax", {"sizes": [3, 5]})])
-    return build_model(spec).eval()
+def model(two_channel_model):
+    return two_channel_model
 
 
 def test_neutral_base_is_zero_and_category_zero(model):

@@ -101,11 +101,31 @@ class JointLatent(nn.Module):
         ctx = LatentContext(params=params, samples=samples or {})
         return {name: f.kl(params[name], ctx) for name, f in self.items()}
 
-    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """Ancestral prior samples: a channel is drawn after the channels it depends on."""
+    def prior_sample(
+        self, n: int, generator: torch.Generator | None = None, given: Mapping[str, Tensor] | None = None
+    ) -> dict[str, Tensor]:
+        """Ancestral prior samples: a channel is drawn after the channels it depends on.
+
+        ``given`` fixes some channels' values (``{name: (n, sample_size)}``): they are not drawn, and channels that
+        depend on them are drawn conditionally on them — samples conditioned on a category, as the paper's Fig. 4a,
+        stay correct for a prior that is not a product (a mixture prior whose component is the category).
+        """
+        given = dict(given or {})
+        unknown = sorted(set(given) - set(self.names))
+        if unknown:
+            raise ConfigError(f"prior_sample: no channel {unknown}; channels are {self.names}")
         samples: dict[str, Tensor] = {}
         for name in self._prior_order:
             family = self.channels[name]
+            if name in given:
+                value = given[name]
+                if tuple(value.shape) != (n, family.sample_size):
+                    raise ConfigError(
+                        f"prior_sample: the value given for channel {name!r} has shape {tuple(value.shape)}, "
+                        f"expected {(n, family.sample_size)}"
+                    )
+                samples[name] = value
+                continue
             samples[name] = family.prior_sample(n, LatentContext(params={}, samples=dict(samples)), generator)
         return {name: samples[name] for name in self.names}
 

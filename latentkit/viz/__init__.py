@@ -1,5 +1,32 @@
-"""Pictures of what a model learned: latent traversals (more figures arrive with the visualisation issue)."""
+"""Pictures of what a model learned: traversals, samples, plots, encoding and editing, the HTML report.
 
-from latentkit.viz.traversal import UnitRef, base_latent, parse_unit, traversal_latents, traverse
+Modules: :mod:`~latentkit.viz.traversal` (which latent vectors a traversal decodes), :mod:`~latentkit.viz.samples`
+(prior, conditional, reconstructions), :mod:`~latentkit.viz.images` (grids, PNG, GIF), :mod:`~latentkit.viz.plots`
+(matplotlib: KL curves and ranking), :mod:`~latentkit.viz.inference` (encode and edit image files),
+:mod:`~latentkit.viz.source` (a model folder and its data), :mod:`~latentkit.viz.figures` (the figure files the
+commands write), :mod:`~latentkit.viz.report` (the HTML page).
+"""
 
-__all__ = ["UnitRef", "base_latent", "parse_unit", "traversal_latents", "traverse"]
+from latentkit.viz.traversal import (
+    UnitRef,
+    base_latent,
+    decode_latents,
+    parse_unit,
+    traversal_frames,
+    traversal_latents,
+    traversal_rows,
+    traverse,
+    traverse_pair,
+)
+
+__all__ = [
+    "UnitRef",
+    "base_latent",
+    "decode_latents",
+    "parse_unit",
+    "traversal_frames",
+    "traversal_latents",
+    "traversal_rows",
+    "traverse",
+    "traverse_pair",
+]

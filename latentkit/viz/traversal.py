@@ -72,16 +72,8 @@ def traversal_latents(latent: JointLatent, unit: str | UnitRef, n: int = 8, base
     return z
 
 
-def traverse(
-    model: JointVAE, units: list[str | UnitRef], n: int = 8, *, base: Tensor | None = None
-) -> Tensor:
-    """Decoded traversals, one row per unit: ``(len(units), m, C, H, W)`` (rows of a categorical unit hold K images;
-    all rows must have the same length, so mix continuous and categorical units only with ``n`` = K)."""
-    rows = [traversal_latents(model.latent, unit, n, base) for unit in units]
-    lengths = {row.shape[0] for row in rows}
-    if len(lengths) > 1:
-        raise ConfigError(f"traversal rows differ in length {sorted(lengths)}; pass n equal to the categories' K")
-    z = torch.cat(rows)
+def decode_latents(model: JointVAE, z: Tensor) -> Tensor:
+    """Decoded images of latent vectors ``z`` (eval mode, no gradients; the model's mode is restored), on the CPU."""
     was_training = model.training
     model.eval()
     try:
@@ -89,4 +81,58 @@ def traverse(
             images = model.decode(z.to(next(model.parameters()).device))
     finally:
         model.train(was_training)
-    return images.reshape(len(units), rows[0].shape[0], *images.shape[1:]).cpu()
+    return images.float().cpu()
+
+
+def traversal_rows(
+    model: JointVAE, units: list[str | UnitRef], n: int = 8, *, base: Tensor | None = None
+) -> list[Tensor]:
+    """Decoded traversals, one ``(m_i, C, H, W)`` tensor per unit (``m_i`` = ``n``, or K for a categorical unit)."""
+    rows = [traversal_latents(model.latent, unit, n, base) for unit in units]
+    if not rows:
+        raise ConfigError("name at least one unit to traverse")
+    images = decode_latents(model, torch.cat(rows))
+    return list(torch.split(images, [row.shape[0] for row in rows]))
+
+
+def traverse(
+    model: JointVAE, units: list[str | UnitRef], n: int = 8, *, base: Tensor | None = None
+) -> Tensor:
+    """Decoded traversals, one row per unit: ``(len(units), m, C, H, W)`` (rows of a categorical unit hold K images;
+    all rows must have the same length, so mix continuous and categorical units only with ``n`` = K, or use
+    :func:`traversal_rows`)."""
+    rows = traversal_rows(model, units, n, base=base)
+    lengths = {row.shape[0] for row in rows}
+    if len(lengths) > 1:
+        raise ConfigError(f"traversal rows differ in length {sorted(lengths)}; pass n equal to the categories' K")
+    return torch.stack(rows)
+
+
+def traverse_pair(
+    model: JointVAE, row_unit: str | UnitRef, col_unit: str | UnitRef, n: int = 8, *, base: Tensor | None = None
+) -> Tensor:
+    """Two units against each other, ``(m_row, m_col, C, H, W)``: row ``i`` holds ``row_unit`` at its ``i``-th
+    traversal value while ``col_unit`` sweeps along the columns (the paper's MNIST figure: a row per digit category,
+    a continuous unit along the row)."""
+    row_ref, col_ref = parse_unit(model.latent, row_unit), parse_unit(model.latent, col_unit)
+    if row_ref == col_ref:
+        raise ConfigError(f"a pair traversal needs two different units, got {row_ref} twice")
+    row_z = traversal_latents(model.latent, row_ref, n, base)
+    z = torch.cat([traversal_latents(model.latent, col_ref, n, base=row) for row in row_z])
+    images = decode_latents(model, z)
+    return images.reshape(row_z.shape[0], -1, *images.shape[1:])
+
+
+def traversal_frames(
+    model: JointVAE, units: list[str | UnitRef], n: int = 8, *, base: Tensor | None = None
+) -> Tensor:
+    """Frames of an animated traversal, ``(n, len(units), C, H, W)``: in frame ``t`` every unit is at its ``t``-th
+    value (a categorical unit with K values shows category ``t * K // n``), each unit moving on its own."""
+    latents = []
+    for unit in units:
+        z = traversal_latents(model.latent, unit, n, base)
+        latents.append(z[torch.arange(n) * z.shape[0] // n])
+    if not latents:
+        raise ConfigError("name at least one unit to traverse")
+    images = decode_latents(model, torch.stack(latents, dim=1).reshape(n * len(units), -1))
+    return images.reshape(n, len(units), *images.shape[1:])

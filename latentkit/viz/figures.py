@@ -1,0 +1,185 @@
+"""The figures of a model folder, written as files: what ``latentkit traverse / sample / plot / report`` produce.
+
+Each ``write_*`` function takes a :class:`~latentkit.viz.source.FigureSource`, writes PNG (and GIF) files into a
+folder and returns their paths with a one-line caption each, so the CLI can list them and the HTML report can show
+them. Figures that need something the folder lacks (data for reconstructions, a training history for KL curves) are
+skipped with a notice in ``source.notices``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+import torch
+from torch import Tensor
+
+from latentkit.errors import ConfigError
+from latentkit.viz.images import image_grid, save_gif, save_png
+from latentkit.viz.samples import conditional_samples, prior_samples, reconstructions
+from latentkit.viz.source import FigureSource
+from latentkit.viz.traversal import base_latent, parse_unit, traversal_frames, traversal_rows, traverse_pair
+
+#: Units per row of an animated traversal's frame.
+GIF_COLUMNS = 10
+#: Continuous units paired with each discrete unit by default (the most informative ones).
+PAIRS_PER_DISCRETE = 3
+
+
+@attrs.frozen
+class Figure:
+    path: Path
+    caption: str
+
+
+def _label(unit: str, kl: dict[str, float] | None) -> str:
+    return f"{unit}  {kl[unit]:.2f}" if kl else unit
+
+
+def _base(source: FigureSource, base: str, seed: int) -> Tensor | None:
+    if base == "neutral":
+        return None
+    if base == "prior":
+        return base_latent(source.model.latent, prior=True, generator=torch.Generator().manual_seed(seed))
+    raise ConfigError(f"base must be 'neutral' (other units at 0 / category 0) or 'prior' (drawn), got {base!r}")
+
+
+def _check_n(n: int, what: str = "n") -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ConfigError(f"{what} must be a whole number of at least 2, got {n!r}")
+    return n
+
+
+def default_pairs(source: FigureSource, ranked: Sequence[str], kl: dict[str, float] | None) -> list[tuple[str, str]]:
+    """Each discrete unit against the most informative continuous units (the first ones if KL is unknown)."""
+    latent = source.model.latent
+    discrete = [u for u in ranked if latent.channels[parse_unit(latent, u).channel].is_discrete]
+    continuous = [u for u in ranked if u not in discrete]
+    return [(d, c) for d in discrete for c in continuous[:PAIRS_PER_DISCRETE]]
+
+
+def write_traversals(
+    source: FigureSource,
+    out: str | os.PathLike,
+    *,
+    units: Sequence[str] | None = None,
+    n: int = 10,
+    base: str = "neutral",
+    seed: int = 0,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    gif: bool = True,
+    scale: int = 2,
+) -> list[Figure]:
+    """``traversals.png`` (a row per unit, most informative first, labelled with its KL), ``traversals.gif``, and
+    ``pair-<row unit>-<column unit>.png`` for each pair (default: each discrete unit against the top continuous ones)."""
+    _check_n(n)
+    out = Path(out)
+    model = source.model
+    ranked, kl = source.units_by_kl()
+    if units:
+        chosen = [str(parse_unit(model.latent, u)) for u in units]
+        ordered = chosen
+    else:
+        ordered = ranked
+    held = _base(source, base, seed)
+    figures = []
+    rows = traversal_rows(model, ordered, n, base=held)
+    where = "other units at 0 / category 0" if base == "neutral" else f"other units from a prior draw (seed {seed})"
+    image = image_grid(rows, row_labels=[_label(u, kl) for u in ordered], scale=scale)
+    figures.append(Figure(save_png(image, out / "traversals.png"),
+                          f"Latent traversals, a row per unit{' (by KL, nats)' if kl and not units else ''}; {where}."))
+    if gif:
+        frames = traversal_frames(model, ordered, n, base=held)
+        cols = min(GIF_COLUMNS, len(ordered))
+        pictures = []
+        for frame in frames:
+            cells = list(frame) + [torch.ones_like(frame[0])] * (-len(ordered) % cols)
+            grid_rows = [torch.stack(cells[i : i + cols]) for i in range(0, len(cells), cols)]
+            pictures.append(image_grid(grid_rows, scale=scale))
+        pictures = pictures + pictures[-2:0:-1]  # forth and back
+        figures.append(Figure(save_gif(pictures, out / "traversals.gif"),
+                              f"Animated traversal: every unit moves at once, in the order {', '.join(ordered)}."))
+    if pairs is None:
+        pairs = default_pairs(source, ordered, kl) if not units else []
+    for row_unit, col_unit in pairs:
+        grid = traverse_pair(model, row_unit, col_unit, n, base=held)
+        row_ref = parse_unit(model.latent, row_unit)
+        discrete = model.latent.channels[row_ref.channel].is_discrete
+        labels = [f"{row_ref}={i}" if discrete else f"{row_ref} #{i}" for i in range(grid.shape[0])]
+        path = save_png(image_grid(grid, row_labels=labels, scale=scale), out / f"pair-{row_unit}-{col_unit}.png")
+        figures.append(Figure(path, f"{row_unit} along the rows against {col_unit} along the columns; {where}."))
+    return figures
+
+
+def write_samples(
+    source: FigureSource,
+    out: str | os.PathLike,
+    *,
+    n: int = 10,
+    seed: int = 0,
+    recon: int = 10,
+    scale: int = 2,
+) -> list[Figure]:
+    """``samples-prior.png`` (n×n draws), ``samples-given-<unit>.png`` per discrete unit (a row per category, the
+    other units from the prior: the paper's Fig. 4a) and ``reconstructions.png`` (originals above, reconstructions
+    below; needs the data set)."""
+    _check_n(n)
+    out = Path(out)
+    model = source.model
+    figures = []
+    samples = prior_samples(model, n * n, seed=seed).reshape(n, n, *model.image_shape)
+    figures.append(Figure(save_png(image_grid(samples, scale=scale), out / "samples-prior.png"),
+                          f"{n * n} samples from the prior (seed {seed})."))
+    for channel, family in model.latent.items():
+        if not family.is_discrete:
+            continue
+        for unit in model.latent.unit_names()[channel]:
+            grid = conditional_samples(model, unit, n, seed=seed)
+            labels = [f"{unit}={k}" for k in range(grid.shape[0])]
+            path = save_png(image_grid(grid, row_labels=labels, scale=scale), out / f"samples-given-{unit}.png")
+            figures.append(Figure(path, f"Samples with {unit} fixed, a row per category; other units from the prior "
+                                        f"(the same draws in every row)."))
+    if recon:
+        data = source.data()
+        if data is not None:
+            count = min(recon, len(data))
+            index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:count]
+            pair = reconstructions(model, data.images[index].to(source.device))
+            path = save_png(image_grid(pair, row_labels=["data", "recon"], scale=scale), out / "reconstructions.png")
+            figures.append(Figure(path, f"{count} random images of the data set (seed {seed}) above, their "
+                                        f"reconstructions from the encoder's mean / most probable category below."))
+    return figures
+
+
+def _pad_rows(rows: list[Tensor]) -> Tensor:
+    width = max(row.shape[0] for row in rows)
+    return torch.stack([torch.cat([row, row.new_ones(width - row.shape[0], *row.shape[1:])]) for row in rows])
+
+
+def write_plots(source: FigureSource, out: str | os.PathLike, *, n: int = 10) -> list[Figure]:
+    """``kl-curves.png`` (each unit's KL over training with the capacities: the paper's Fig. 7a; needs the training
+    history) and ``kl-ranking.png`` (units ranked by KL, each with its traversal: Fig. 7b)."""
+    from latentkit.viz.plots import plot_kl_curves, plot_kl_ranking, read_metrics
+
+    out = Path(out)
+    figures = []
+    if source.metrics_file is not None:
+        path = plot_kl_curves(read_metrics(source.metrics_file), out / "kl-curves.png", title=source.name)
+        figures.append(Figure(path, "KL per unit over training (nats, training batches), channel totals thick, "
+                                    "capacities dashed (the unclipped schedule dotted where it differs)."))
+    else:
+        source.notices.append(
+            f"no KL curves: {str(source.folder)!r} has no metrics.jsonl (an imported or copied checkpoint has no "
+            f"training history; a run directory of `latentkit train` has one)"
+        )
+    kl, where = source.unit_kl()
+    if kl is None:
+        source.notices.append(f"no KL ranking: {where}")
+    else:
+        ranked = sorted(kl, key=lambda u: -kl[u])
+        strips = _pad_rows(traversal_rows(source.model, ranked, n))
+        path = plot_kl_ranking(kl, out / "kl-ranking.png", traversals=strips, title=f"{source.name}: KL per unit")
+        figures.append(Figure(path, f"Units ranked by mean KL to the prior (from {where}), each with its traversal."))
+    return figures

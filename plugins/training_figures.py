@@ -1,0 +1,63 @@
+"""Traversal grids during training: ``RUN/figures/training/traversals-step-NNNNNNNN.png`` and TensorBoard images.
+
+Every ``train.figures_every`` steps (at the first logging step at or after each multiple) and at the end of a completed
+run, every unit is traversed from the neutral latent (0 / category 0) — no random draws, so drawing a figure never
+changes the training's random stream and a resumed run stays bit-identical — with rows ordered by the KL logged at
+that step, most informative first.
+"""
+
+from __future__ import annotations
+
+from latentkit.plugins import hookimpl
+from latentkit.viz.images import image_grid, save_png
+from latentkit.viz.traversal import traversal_rows
+
+FOLDER = "figures/training"
+STATE = "training_figures"
+#: Values per continuous unit in a training snapshot.
+VALUES = 10
+
+
+def _every(run) -> int:
+    return int(run.config.get("experiment", {}).get("train", {}).get("figures_every", 0) or 0)
+
+
+def draw(run, step: int, scalars: dict | None = None):
+    """Write the traversal grid of ``run.model`` at ``step``; returns the PNG's path."""
+    latent = run.model.latent
+    units = [u for names in latent.unit_names().values() for u in names]
+    kl = {u: scalars[f"kl_unit/{u}"] for u in units if scalars and f"kl_unit/{u}" in scalars}
+    if len(kl) == len(units):
+        units = sorted(units, key=lambda u: -kl[u])
+    labels = [f"{u}  {kl[u]:.2f}" if u in kl else u for u in units]
+    image = image_grid(traversal_rows(run.model, units, VALUES), row_labels=labels, title=f"step {step}")
+    path = save_png(image, run.directory / FOLDER / f"traversals-step-{step:08d}.png")
+    writer = run.plugin_state.get("tensorboard")  # opened by the run_logging plugin, when present
+    if writer is not None:
+        import numpy as np
+
+        array = np.asarray(image.convert("RGB"))
+        writer.add_image("traversals", array, step, dataformats="HWC")
+    state = run.plugin_state.setdefault(STATE, {})
+    state["last"] = step
+    return path
+
+
+@hookimpl
+def latentkit_step_end(run, step, scalars):
+    every = _every(run)
+    if not every:
+        return
+    state = run.plugin_state.setdefault(STATE, {})
+    state["scalars"] = scalars
+    due = state.setdefault("next", ((run.resumed_from or 0) // every + 1) * every)
+    if step >= due:
+        draw(run, step, scalars)
+        state["next"] = (step // every + 1) * every
+
+
+@hookimpl(tryfirst=True)  # before run_logging closes the TensorBoard writer
+def latentkit_run_end(run, status):
+    state = run.plugin_state.get(STATE, {})
+    if status == "completed" and _every(run) and state.get("last") != run.step:
+        draw(run, run.step, state.get("scalars"))
