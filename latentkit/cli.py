@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from latentkit.runtime import tune_allocator
+
+    tune_allocator()  # before any large allocation; see latentkit/runtime.py
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -29,6 +29,7 @@ from latentkit.config import ChannelSpec, Component, ModelSpec
 from latentkit.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
 
 def _positive_int(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -74,6 +75,12 @@ class TrainConfig:
     #: step at or after each multiple, and at the end
     figures_every: int = attrs.field(default=5_000, validator=_non_negative_int)
     drop_last: bool = False  #: the original keeps each epoch's last, smaller batch
+    #: "auto" (channels_last on the CPU, where oneDNN's convolutions are faster in it), "channels_last", "contiguous"
+    memory_format: str = attrs.field(default="auto", validator=attrs.validators.in_(MEMORY_FORMATS))
+    #: compute each batch in this many parts on as many CPU threads, one intra-op thread each (small convolutions use
+    #: one core far better than two); 0: auto (the CPU's thread count, when the objective is a function of batch
+    #: means); 1: off. The gradient is the whole batch's either way.
+    batch_parts: int = attrs.field(default=0, validator=_non_negative_int)
 
 
 @attrs.frozen

@@ -27,14 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from latentkit.core import CapacitySchedule, JointLatent, ModelOutput, Objective
+from latentkit.core import CapacitySchedule, JointLatent, ModelOutput, StatisticsObjective
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
 
 SCALES = ("pixels", "none")
 
 
-class JointVAEObjective(Objective):
+class JointVAEObjective(StatisticsObjective):
     objective_name = "jointvae"
 
     def __init__(
@@ -72,17 +72,22 @@ class JointVAEObjective(Objective):
         asked = self.terms[name][1](step)
         return asked, min(asked, self.bounds[name])
 
-    def __call__(self, x: Tensor, output: ModelOutput, step: int) -> dict[str, Tensor]:
+    def statistics(self, x: Tensor, output: ModelOutput) -> dict[str, Tensor]:
+        """``recon``: the batch mean of each image's BCE sum; ``kl/<channel>``: each unit's batch-mean KL."""
         # BCE is unsafe under autocast: compute it in float32 whatever precision the forward pass ran in.
         with torch.autocast(x.device.type, enabled=False):
             recon = F.binary_cross_entropy(output.reconstruction.float(), x.float(), reduction="mean") * self.recon_factor
         kl_units = self.latent.kl(output.params, output.samples)
+        return {"recon": recon, **{f"kl/{name}": units.mean(0) for name, units in kl_units.items()}}
+
+    def from_statistics(self, stats: dict[str, Tensor], step: int) -> dict[str, Tensor]:
+        recon = stats["recon"]
         logs: dict[str, Tensor] = {"recon": recon}
         total = recon
         kl_total = recon.new_zeros(())
-        for name, units in kl_units.items():
+        for name in self.latent.names:
             gamma, _ = self.terms[name]
-            per_unit = units.mean(0)
+            per_unit = stats[f"kl/{name}"]
             kl = per_unit.sum()
             asked, capacity = self.capacity(name, step)
             total = total + gamma * (kl - capacity).abs()

@@ -116,15 +116,18 @@ def test_interrupted_write_keeps_last_good_checkpoint(tmp_path, monkeypatch):
 
 def test_nan_loss_stops_and_names_last_good_checkpoint(tmp_path):
     trainer = prepare_run(small_experiment(steps=30), out=str(tmp_path / "run"), quiet=True)
-    real_step = trainer.task.training_step
 
-    def poisoned(batch, step, generator):
-        out = real_step(batch, step, generator)
-        if step == 15:
-            out["loss"] = out["loss"] * float("nan")
-        return out
+    def poisoned(real_step):
+        def step_fn(batch, step, *args):
+            out = real_step(batch, step, *args)
+            if step == 15:
+                out["loss"] = out["loss"] * float("nan")
+            return out
+        return step_fn
 
-    trainer.task.training_step = poisoned
+    # whichever path the trainer takes: one pass, or the batch in parts on several threads
+    trainer.task.training_step = poisoned(trainer.task.training_step)
+    trainer.task.training_step_in_parts = poisoned(trainer.task.training_step_in_parts)
     before = None
     with pytest.raises(NumericalFault) as info:
         trainer.fit()
@@ -139,15 +142,17 @@ def test_nan_loss_stops_and_names_last_good_checkpoint(tmp_path):
 
 def test_non_finite_weights_are_never_checkpointed(tmp_path):
     trainer = prepare_run(small_experiment(steps=20), out=str(tmp_path / "run"), quiet=True)
-    real_step = trainer.task.training_step
 
-    def corrupt(batch, step, generator):
-        if step == 12:
-            with torch.no_grad():
-                next(trainer.model.parameters()).fill_(float("inf"))
-        return real_step(batch, step, generator)
+    def corrupt(real_step):
+        def step_fn(batch, step, *args):
+            if step == 12:
+                with torch.no_grad():
+                    next(trainer.model.parameters()).fill_(float("inf"))
+            return real_step(batch, step, *args)
+        return step_fn
 
-    trainer.task.training_step = corrupt
+    trainer.task.training_step = corrupt(trainer.task.training_step)
+    trainer.task.training_step_in_parts = corrupt(trainer.task.training_step_in_parts)
     with pytest.raises(NumericalFault):
         trainer.fit()
     assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [10]

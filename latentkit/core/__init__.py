@@ -4,7 +4,7 @@ from latentkit.core.family import LatentContext, LatentFamily, Params
 from latentkit.core.joint import JointLatent
 from latentkit.core.model import JointVAE, ModelOutput
 from latentkit.core.network import ImageShape, NetworkFamily
-from latentkit.core.objective import Objective
+from latentkit.core.objective import Objective, StatisticsObjective
 from latentkit.core.schedule import CapacitySchedule
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "ModelOutput",
     "NetworkFamily",
     "Objective",
+    "StatisticsObjective",
     "Params",
 ]

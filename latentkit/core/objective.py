@@ -3,6 +3,14 @@
 An objective maps a batch, the model's output and the global step to a dict of named scalars. The entry ``"loss"`` is
 what the optimiser minimises; every other entry is for logging. The step arrives as an argument, never as hidden state,
 so the same objective evaluated at the same step gives the same value after a resume.
+
+**Batch statistics (optional).** Most VAE objectives are a function of a few *batch means* — the mean reconstruction
+term, each unit's mean KL — passed through something non-linear (JointVAE's ``γ·|KL − C|``). Such an objective can say
+so by implementing :meth:`StatisticsObjective.statistics` (the batch means, differentiable) and
+:meth:`StatisticsObjective.from_statistics` (the scalars, from batch means). The trainer then computes a batch in parts
+— on several CPU threads, or later on several processes — combines the parts' means into the whole batch's, evaluates
+the objective once on them, and sends each part its share of the gradient: the same gradient as one pass over the whole
+batch, with the non-linearity applied to the whole batch's means, not to each part's.
 """
 
 from __future__ import annotations
@@ -20,3 +28,20 @@ class Objective(abc.ABC):
     @abc.abstractmethod
     def __call__(self, x: Tensor, output: ModelOutput, step: int) -> dict[str, Tensor]:
         """Named scalars; ``"loss"`` is the value to minimise."""
+
+
+class StatisticsObjective(Objective):
+    """An objective that is a function of batch means; ``__call__`` is ``from_statistics(statistics(...))``."""
+
+    @abc.abstractmethod
+    def statistics(self, x: Tensor, output: ModelOutput) -> dict[str, Tensor]:
+        """Batch means (each a tensor of any fixed shape), differentiable with respect to the model.
+
+        The statistics of a batch must equal the size-weighted mean of the statistics of its parts."""
+
+    @abc.abstractmethod
+    def from_statistics(self, stats: dict[str, Tensor], step: int) -> dict[str, Tensor]:
+        """Named scalars (with ``"loss"``) from the batch means of :meth:`statistics`."""
+
+    def __call__(self, x: Tensor, output: ModelOutput, step: int) -> dict[str, Tensor]:
+        return self.from_statistics(self.statistics(x, output), step)

@@ -19,6 +19,7 @@ import contextlib
 import shutil
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,11 @@ class Trainer:
         self.checkpoint_config = checkpoint_config
         self.hook = hook
         self.model = task.module
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=train.lr)
+        self.channels_last = use_channels_last(train.memory_format, run.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = make_adam(list(self.model.parameters()), train.lr)
+        self.parts = batch_parts(train.batch_parts, run.device, task)
         self.generator = torch.Generator(device=run.device).manual_seed(train.seed)
         assert run.data is not None
         self.sampler = EpochSampler(len(run.data), train.batch_size, train.seed, train.drop_last)
@@ -72,6 +77,7 @@ class Trainer:
             return 0
         step, folder = found[-1]
         load_training_checkpoint(folder, self.model, self.optimizer, self.generator)
+        match_state_layout(self.optimizer)
         self.run.step = step
         self.run.resumed_from = step
         self.run.last_checkpoint = folder
@@ -87,21 +93,34 @@ class Trainer:
                 f"(the total, e.g. --steps {2 * start})"
             )
         images = run.data.images  # type: ignore[union-attr]
+        sync_each_step = run.device.type == "cpu"
         run.directory.mkdir(parents=True, exist_ok=True)
         self.hook.latentkit_run_start(run=run)
         status = "failed"
         try:
-            with self._signals():
+            with self._signals(), self._parallel_parts() as map_fn:
                 self.model.train()
                 for step in range(start + 1, train.steps + 1):
                     idx = self.sampler.indices(step).to(images.device, non_blocking=True)
                     batch = images.index_select(0, idx).float().div_(255.0)
-                    scalars = self._training_step(batch, step)
-                    loss = scalars["loss"]
-                    if not torch.isfinite(loss.detach()).item():
-                        raise NumericalFault(self._fault_message(step, f"the loss is {loss.item()}"))
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    if self.channels_last:
+                        batch = batch.contiguous(memory_format=torch.channels_last)
+                    if map_fn is not None:  # forward and backward in parts, on several threads
+                        self.optimizer.zero_grad(set_to_none=True)
+                        scalars = self._training_step(batch, step, map_fn)
+                        loss = scalars["loss"]
+                        if not torch.isfinite(loss.detach()).item():
+                            raise NumericalFault(self._fault_message(step, f"the loss is {loss.item()}"))
+                    else:
+                        scalars = self._training_step(batch, step)
+                        loss = scalars["loss"]
+                        # On a GPU, reading the loss waits for the step to finish: check at logging steps only (a
+                        # fault in between still never reaches a checkpoint, which refuses non-finite weights).
+                        check = sync_each_step or step % train.log_every == 0
+                        if check and not torch.isfinite(loss.detach()).item():
+                            raise NumericalFault(self._fault_message(step, f"the loss is {loss.item()}"))
+                        self.optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
                     self.optimizer.step()
                     run.step = step
                     if step % train.log_every == 0:
@@ -130,8 +149,10 @@ class Trainer:
             self.hook.latentkit_run_end(run=run, status=status)
         return run
 
-    def _training_step(self, batch: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def _training_step(self, batch: torch.Tensor, step: int, map_fn=None) -> dict[str, torch.Tensor]:
         try:
+            if map_fn is not None:
+                return self.task.training_step_in_parts(batch, step, self.generator, self.parts, map_fn)
             with self._autocast():
                 return self.task.training_step(batch, step, self.generator)
         except RuntimeError as exc:
@@ -182,6 +203,21 @@ class Trainer:
         return contextlib.nullcontext()
 
     @contextlib.contextmanager
+    def _parallel_parts(self):
+        """A thread pool's ``map`` for batch parts, with one intra-op thread per part; ``None`` when not splitting."""
+        if self.parts <= 1:
+            yield None
+            return
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, threads // self.parts))
+        pool = ThreadPoolExecutor(self.parts, thread_name_prefix="latentkit-part")
+        try:
+            yield pool.map
+        finally:
+            pool.shutdown()
+            torch.set_num_threads(threads)
+
+    @contextlib.contextmanager
     def _signals(self):
         """SIGINT/SIGTERM set a flag; the loop finishes its step, checkpoints and stops."""
         if threading.current_thread() is not threading.main_thread():
@@ -199,6 +235,39 @@ class Trainer:
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
+
+
+def use_channels_last(memory_format: str, device: torch.device) -> bool:
+    """Whether to train in channels_last: asked for, or "auto" on the CPU (measured faster there for the conv nets;
+    ``benchmarks/throughput.py``)."""
+    return memory_format == "channels_last" or (memory_format == "auto" and device.type == "cpu")
+
+
+def batch_parts(setting: int, device: torch.device, task: Any) -> int:
+    """Parts a batch is computed in: ``setting`` when given, else the CPU's threads for a task that can split."""
+    can_split = bool(getattr(task, "splits", lambda: False)())
+    if device.type != "cpu" or not can_split:
+        return 1
+    return setting if setting else torch.get_num_threads()
+
+
+def make_adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel (one pass per parameter instead of ~10 elementwise ops) where PyTorch has it for the
+    device, else the default implementation. Both compute Adam's update in float32; resume uses the same one."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr)
+
+
+def match_state_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give loaded optimiser moments their parameter's memory layout (checkpoints store them contiguous)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.shape == param.shape and value.stride() != param.stride():
+                    state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def _remove_tree(path: Path) -> None:

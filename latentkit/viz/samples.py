@@ -61,16 +61,7 @@ def reconstructions(model: JointVAE, images: Tensor) -> Tensor:
 
     ``images`` are float in [0, 1] or uint8, ``(N, C, H, W)``.
     """
-    if images.dtype == torch.uint8:
-        images = images.float().div(255)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            x = images.to(next(model.parameters()).device)
-            params = model.encode(x)
-            z = model.latent.concat(model.latent.sample(params, reparametrise=False))
-            recon = model.decode(z)
-    finally:
-        model.train(was_training)
-    return torch.stack([images.float().cpu(), recon.float().cpu()])
+    from latentkit.inference import reconstruct
+
+    originals = images.float().div(255) if images.dtype == torch.uint8 else images.float()
+    return torch.stack([originals.cpu(), reconstruct(model, images)])

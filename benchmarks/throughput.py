@@ -1,0 +1,449 @@
+"""Training and inference throughput of latentkit against a plain-PyTorch restatement of the original JointVAE code.
+
+    python benchmarks/throughput.py                  # the full run (about 15 minutes on 2 CPU cores)
+    python benchmarks/throughput.py --quick          # development: fewer steps and repeats (under 5 minutes)
+    python benchmarks/throughput.py --json out.json  # also write the figures as JSON
+    python benchmarks/throughput.py --device cuda    # on a GPU machine (adds bfloat16 autocast variants)
+
+Two configurations: MNIST-32 (10 continuous units + one 10-way variable) and dSprites-64 (6 + one 3-way). Two
+comparisons, both reported, medians over repeats, baseline and latentkit alternated so drift hits both alike:
+
+* **as used** — the baseline in a plain Python process with the default environment, against latentkit exactly as its
+  CLI runs: ``latentkit.runtime.tune_allocator()`` first (as ``latentkit`` does), then the trainer built by
+  ``prepare_run`` from the paper's recipe (its channels_last layout, fused Adam, uint8 data indexed on the device,
+  logging every 50 steps) and, for inference, :func:`latentkit.inference.reconstruct` at its default batch. Each
+  measurement is its own process.
+* **same environment** — both in one process with the allocator tuned for both, so the ratio shows what latentkit's
+  code itself buys.
+
+The baseline does what the original does: its modules and layout, its sampling (``torch.rand`` / ``normal_`` on fresh
+tensors), its loss (BCE over H·W, batch-mean KL, ``min`` capacities, divided by H·W), Adam 5e-4, batch 64, one
+``loss.item()`` per step; inference in eval mode (mean and argmax) at batch 64 with autograd still recording (the
+original's ``Variable(..., volatile=True)`` is a no-op since PyTorch 0.4). Inputs: random binary images of the right
+shape, made once.
+
+Also: the 2048x2048 float32 matmul rate measured in the same run (the practical compute ceiling), each model's FLOPs per
+image (counted by ``torch.utils.flop_counter``), the FLOP utilisation, and each worker's peak resident memory. Compile
+is not used on the CPU (torch.compile measured no faster here for these networks; see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = {  # recipe, image shape, continuous units, discrete sizes, data set used for the trainer (no download)
+    "mnist32": ("jointvae_mnist.py", (1, 32, 32), 10, [10], ['dataset="shapes"', 'dataset_options={"size": 32}']),
+    "dsprites64": ("jointvae_dsprites.py", (1, 64, 64), 6, [3],
+                   ['dataset_options={"source": "procedural", "label_factor": "shape", "n": 20000}']),
+}
+BATCH = 64
+LOG_EVERY = 50
+INFER_IMAGES = 4096
+
+
+# --- the baseline: the original code's model and step ---------------------------------------------------------------
+
+
+def baseline_model(image_shape, n_cont, disc):
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Original(nn.Module):
+        def __init__(self):
+            super().__init__()
+            c, size, _ = image_shape
+            convs = [nn.Conv2d(c, 32, 4, 2, 1), nn.ReLU()]
+            if size == 64:
+                convs += [nn.Conv2d(32, 32, 4, 2, 1), nn.ReLU()]
+            convs += [nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(), nn.Conv2d(64, 64, 4, 2, 1), nn.ReLU()]
+            self.img_to_features = nn.Sequential(*convs)
+            self.features_to_hidden = nn.Sequential(nn.Linear(1024, 256), nn.ReLU())
+            self.fc_mean, self.fc_log_var = nn.Linear(256, n_cont), nn.Linear(256, n_cont)
+            self.fc_alphas = nn.ModuleList([nn.Linear(256, k) for k in disc])
+            self.latent_to_features = nn.Sequential(
+                nn.Linear(n_cont + sum(disc), 256), nn.ReLU(), nn.Linear(256, 1024), nn.ReLU())
+            deconvs = [nn.ConvTranspose2d(64, 64, 4, 2, 1), nn.ReLU()] if size == 64 else []
+            deconvs += [nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(32, 32, 4, 2, 1), nn.ReLU(),
+                        nn.ConvTranspose2d(32, c, 4, 2, 1), nn.Sigmoid()]
+            self.features_to_img = nn.Sequential(*deconvs)
+
+        def forward(self, x):
+            hidden = self.features_to_hidden(self.img_to_features(x).view(x.size(0), -1))
+            mean, log_var = self.fc_mean(hidden), self.fc_log_var(hidden)
+            alphas = [F.softmax(fc(hidden), dim=1) for fc in self.fc_alphas]
+            if self.training:
+                eps = torch.zeros(mean.size()).normal_().to(x.device)
+                samples = [mean + torch.exp(0.5 * log_var) * eps]
+                for alpha in alphas:
+                    u = torch.rand(alpha.size()).to(x.device)
+                    g = -torch.log(-torch.log(u + 1e-12) + 1e-12)
+                    samples.append(F.softmax((torch.log(alpha + 1e-12) + g) / 0.67, dim=1))
+            else:
+                samples = [mean] + [torch.zeros_like(a).scatter_(1, a.argmax(1, keepdim=True), 1.0) for a in alphas]
+            z = torch.cat(samples, dim=1)
+            recon = self.features_to_img(self.latent_to_features(z).view(-1, 64, 4, 4))
+            return recon, mean, log_var, alphas
+
+    return Original()
+
+
+def baseline_trainer(image_shape, n_cont, disc, device):
+    """``step(s)``: one training step of the original on a fixed batch, with its ``.item()``."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = baseline_model(image_shape, n_cont, disc).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
+    x = (torch.rand(BATCH, *image_shape) > 0.5).float().to(device)
+    pixels = image_shape[1] * image_shape[2]
+    total = [0.0]
+
+    def step(s):
+        optimizer.zero_grad()
+        recon, mean, log_var, alphas = model(x)
+        recon_loss = F.binary_cross_entropy(recon.view(-1, pixels), x.view(-1, pixels)) * pixels
+        kl_cont = torch.sum(torch.mean(-0.5 * (1 + log_var - mean.pow(2) - log_var.exp()), dim=0))
+        kl_disc = sum(math.log(a.size(-1)) + torch.mean(torch.sum(a * torch.log(a + 1e-12), dim=1)) for a in alphas)
+        c = min(5.0, 5.0 * s / 25000)
+        c_disc = min(c, sum(math.log(a.size(-1)) for a in alphas))
+        loss = (recon_loss + 30.0 * torch.abs(c - kl_cont) + 30.0 * torch.abs(c_disc - kl_disc)) / pixels
+        loss.backward()
+        optimizer.step()
+        total[0] += loss.item()
+
+    return step
+
+
+def baseline_inference(image_shape, n_cont, disc, device):
+    """``run()``: eval-mode reconstruction of INFER_IMAGES images at batch 64, autograd recording (as the original)."""
+    import torch
+
+    model = baseline_model(image_shape, n_cont, disc).to(device).eval()
+    images = (torch.rand(INFER_IMAGES, *image_shape) > 0.5).float().to(device)
+
+    def run():
+        for i in range(0, INFER_IMAGES, BATCH):
+            model(images[i : i + BATCH])[0].sum().item()
+
+    return run
+
+
+# --- latentkit: the trainer and the inference path as the CLI runs them ----------------------------------------------
+
+
+def latentkit_trainer(config: str, steps: int, device: str, amp: bool = False):
+    """A Trainer built by ``prepare_run`` from the paper's recipe, as ``latentkit train`` builds it."""
+    from latentkit.recipe import apply_overrides, load_recipe
+    from latentkit.train.session import prepare_run
+
+    recipe, *_, data = CONFIGS[config]
+    cfg = load_recipe(ROOT / "recipes" / recipe)
+    sets = data + [f"train.steps={steps}", f"train.log_every={LOG_EVERY}", "train.checkpoint_every=10000000",
+                   "train.figures_every=0", f'train.device="{device}"', f"train.amp={'true' if amp else 'false'}"]
+    experiment = apply_overrides(cfg, sets).experiment()
+    out = Path(tempfile.mkdtemp(prefix="latentkit-bench-")) / "run"
+    return prepare_run(experiment, out=str(out), quiet=True)
+
+
+def time_trainer(config: str, warmup: int, steps: int, device: str, amp: bool = False) -> float:
+    """Images/s of ``Trainer.fit()`` between the end of step ``warmup`` and step ``warmup + steps``, timed by a plugin
+    on the ``latentkit_step_end`` hook (registered before the trainer is built, as plugins are)."""
+    from latentkit.plugins import hookimpl, register_plugin, unregister_plugin
+
+    marks: dict[int, float] = {}
+
+    class Timer:
+        @hookimpl
+        def latentkit_step_end(self, run, step, scalars):
+            sync(device)
+            marks[step] = time.perf_counter()
+
+    name = register_plugin(Timer(), name="bench-timer")
+    try:
+        latentkit_trainer(config, warmup + steps, device, amp).fit()
+    finally:
+        unregister_plugin(name)
+    return steps * BATCH / (marks[warmup + steps] - marks[warmup])
+
+
+def latentkit_inference(config: str, device: str):
+    import torch
+
+    from latentkit.build import build_model
+    from latentkit.config import ChannelSpec, ModelSpec
+    from latentkit.inference import reconstruct
+
+    _, image_shape, n_cont, disc, _ = CONFIGS[config]
+    spec = ModelSpec(image_shape, [ChannelSpec("cont", "gaussian", {"units": n_cont}),
+                                   ChannelSpec("disc", "gumbel_softmax", {"sizes": disc})])
+    model = build_model(spec).to(device)
+    images = (torch.rand(INFER_IMAGES, *image_shape) > 0.5).to(torch.uint8).mul_(255).to(device)
+    return lambda: reconstruct(model, images, device=device)
+
+
+def time_calls(fn, n_images: int, warmup: int = 1, repeats: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        rates.append(n_images / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+# --- workers (one measurement per process for "as used") -------------------------------------------------------------
+
+
+def worker(args) -> dict:
+    if args.side == "latentkit":
+        from latentkit.runtime import tune_allocator
+
+        allocator = tune_allocator()  # what the `latentkit` command does first
+    else:
+        allocator = "default"
+    import torch
+
+    _, image_shape, n_cont, disc, _ = CONFIGS[args.config]
+    result = {"allocator": allocator, "threads": torch.get_num_threads()}
+    if args.what == "train":
+        if args.side == "latentkit":
+            result["images_per_s"] = time_trainer(args.config, args.warmup, args.steps, args.device, args.amp)
+        else:
+            step = baseline_trainer(image_shape, n_cont, disc, args.device)
+            for s in range(1, args.warmup + 1):
+                step(s)
+            sync(args.device)
+            t = time.perf_counter()
+            for s in range(args.warmup + 1, args.warmup + args.steps + 1):
+                step(s)
+            sync(args.device)
+            result["images_per_s"] = args.steps * BATCH / (time.perf_counter() - t)
+    else:
+        run = latentkit_inference(args.config, args.device) if args.side == "latentkit" else \
+            baseline_inference(image_shape, n_cont, disc, args.device)
+        result["images_per_s"] = time_calls(run, INFER_IMAGES)
+    result["peak_rss_mib"] = peak_rss_mib()
+    if args.device == "cuda":
+        result["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM; ru_maxrss would carry the parent's peak over fork and exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_worker(config: str, side: str, what: str, steps: int, warmup: int, device: str, amp: bool = False) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "LATENTKIT_MALLOC"}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--config", config, "--side", side,
+           "--what", what, "--steps", str(steps), "--warmup", str(warmup), "--device", device]
+    if amp:
+        cmd.append("--amp")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"worker {' '.join(cmd[2:])} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --- same environment: both in this process ---------------------------------------------------------------------------
+
+
+def same_env(config: str, steps: int, warmup: int, repeats: int, device: str) -> dict:
+    _, image_shape, n_cont, disc, _ = CONFIGS[config]
+    base_train = baseline_trainer(image_shape, n_cont, disc, device)
+    base_infer = baseline_inference(image_shape, n_cont, disc, device)
+    ours_infer = latentkit_inference(config, device)
+    rates = {"baseline_train": [], "latentkit_train": [], "baseline_infer": [], "latentkit_infer": []}
+    s0 = 0
+    for _ in range(repeats):
+        for s in range(s0 + 1, s0 + warmup + 1):
+            base_train(s)
+        sync(device)
+        t = time.perf_counter()
+        for s in range(s0 + warmup + 1, s0 + warmup + steps + 1):
+            base_train(s)
+        sync(device)
+        rates["baseline_train"].append(steps * BATCH / (time.perf_counter() - t))
+        s0 += warmup + steps
+        rates["latentkit_train"].append(time_trainer(config, warmup, steps, device))
+        rates["baseline_infer"].append(time_calls(base_infer, INFER_IMAGES, repeats=1))
+        rates["latentkit_infer"].append(time_calls(ours_infer, INFER_IMAGES, repeats=1))
+    return {k: statistics.median(v) for k, v in rates.items()} | {"samples": rates}
+
+
+# --- FLOPs and the ceiling --------------------------------------------------------------------------------------------
+
+
+def flops_per_image(config: str) -> dict:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    _, image_shape, n_cont, disc, _ = CONFIGS[config]
+    model = baseline_model(image_shape, n_cont, disc)
+    x = (torch.rand(BATCH, *image_shape) > 0.5).float()
+    with FlopCounterMode(display=False) as counter:
+        recon = model(x)[0]
+        torch.nn.functional.binary_cross_entropy(recon, x).backward()
+    train = counter.get_total_flops() / BATCH
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return {"train": train, "infer": counter.get_total_flops() / BATCH}
+
+
+def matmul_ceiling(device: str, repeats: int = 5) -> float:
+    import torch
+
+    a, b = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
+    rates = []
+    for _ in range(repeats + 1):
+        sync(device)
+        t = time.perf_counter()
+        for _ in range(10 if device == "cuda" else 2):
+            a @ b
+        sync(device)
+        rates.append((10 if device == "cuda" else 2) * 2 * 2048**3 / (time.perf_counter() - t))
+    return statistics.median(rates[1:])
+
+
+# --- the report -------------------------------------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    import platform
+
+    import torch
+
+    info = {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps and repeats (development)")
+    parser.add_argument("--json", help="write the results to this file")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, from {list(CONFIGS)}")
+    parser.add_argument("--repeats", type=int, help="repeats per measurement (default 5; --quick 2)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    # worker mode (internal)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=["baseline", "latentkit"], help=argparse.SUPPRESS)
+    parser.add_argument("--what", choices=["train", "infer"], help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--amp", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+
+    from latentkit.runtime import tune_allocator
+
+    repeats = args.repeats or (2 if args.quick else 5)
+    steps = {"mnist32": 100 if args.quick else 400, "dsprites64": 50 if args.quick else 150}
+    if args.device == "cuda":
+        steps = {k: 10 * v for k, v in steps.items()}
+    warmup = LOG_EVERY
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    results: dict = {"machine": machine(), "device": args.device, "repeats": repeats, "steps": steps}
+    t_start = time.perf_counter()
+    results["matmul_gflops"] = matmul_ceiling(args.device) / 1e9
+    print(f"matmul 2048x2048 float32: {results['matmul_gflops']:.0f} GFLOP/s ({results['machine']})", flush=True)
+    for config in configs:
+        n = steps[config]
+        flops = flops_per_image(config)
+        as_used = {key: [] for key in ("baseline_train", "latentkit_train", "baseline_infer", "latentkit_infer")}
+        peaks: dict[str, float] = {}
+        for r in range(repeats):  # A/B alternated
+            for side in ("baseline", "latentkit"):
+                for what in ("train", "infer"):
+                    res = run_worker(config, side, what, n, warmup, args.device)
+                    as_used[f"{side}_{what}"].append(res["images_per_s"])
+                    peaks[f"{side}_{what}"] = max(peaks.get(f"{side}_{what}", 0), res["peak_rss_mib"])
+            print(f"  {config} as used, repeat {r + 1}/{repeats}: " + ", ".join(
+                f"{k} {v[-1]:.0f}" for k, v in as_used.items()), flush=True)
+        entry = {"flops_per_image": flops, "as_used": {k: statistics.median(v) for k, v in as_used.items()},
+                 "as_used_samples": as_used, "peak_rss_mib": peaks}
+        if args.device == "cuda":
+            amp = [run_worker(config, "latentkit", "train", n, warmup, args.device, amp=True)["images_per_s"]
+                   for _ in range(repeats)]
+            entry["latentkit_train_bf16_autocast"] = statistics.median(amp)
+        tune_allocator()  # same environment: the launcher's allocator for both, in this process
+        entry["same_env"] = same_env(config, n, warmup, repeats, args.device)
+        au, se = entry["as_used"], entry["same_env"]
+        entry["train_ratio_as_used"] = au["latentkit_train"] / au["baseline_train"]
+        entry["infer_ratio_as_used"] = au["latentkit_infer"] / au["baseline_infer"]
+        entry["train_ratio_same_env"] = se["latentkit_train"] / se["baseline_train"]
+        entry["infer_ratio_same_env"] = se["latentkit_infer"] / se["baseline_infer"]
+        ceiling = results["matmul_gflops"] * 1e9
+        entry["flop_utilisation"] = {k: au[k] * flops["train" if "train" in k else "infer"] / ceiling for k in au}
+        results[config] = entry
+    results["wall_s"] = time.perf_counter() - t_start
+    print_table(results, configs)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        print(f"written to {args.json}")
+
+
+def print_table(results: dict, configs: list[str]) -> None:
+    print(f"\n{results['machine']}; device {results['device']}; matmul ceiling {results['matmul_gflops']:.0f} GFLOP/s; "
+          f"medians of {results['repeats']} repeats; wall {results['wall_s']:.0f} s")
+    head = f"| {'configuration':<22} | {'baseline':>9} | {'latentkit':>9} | {'ratio':>6} | {'latentkit % of ceiling':>22} |"
+    print(head)
+    print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
+    for config in configs:
+        e = results[config]
+        for what in ("train", "infer"):
+            for mode in ("as_used", "same_env"):
+                b, o = e[mode][f"baseline_{what}"], e[mode][f"latentkit_{what}"]
+                util = e["flop_utilisation"][f"latentkit_{what}"] if mode == "as_used" else float("nan")
+                label = f"{config} {what} {mode.replace('_', ' ')}"
+                util_s = f"{util:.0%}" if not math.isnan(util) else ""
+                print(f"| {label:<22} | {b:9.0f} | {o:9.0f} | {o / b:5.2f}x | {util_s:>22} |")
+        if "latentkit_train_bf16_autocast" in e:
+            print(f"| {config + ' train bf16':<22} | {'':>9} | {e['latentkit_train_bf16_autocast']:9.0f} | | |")
+        peaks = ", ".join(f"{k} {v:.0f}" for k, v in e["peak_rss_mib"].items())
+        print(f"  {config}: FLOPs per image train {e['flops_per_image']['train'] / 1e6:.1f} M, inference "
+              f"{e['flops_per_image']['infer'] / 1e6:.1f} M; peak RSS MiB: {peaks}")
+
+
+if __name__ == "__main__":
+    main()
