@@ -282,7 +282,9 @@ def same_env(config: str, steps: int, warmup: int, repeats: int, device: str) ->
     ours_infer = latentkit_inference(config, device)
     rates = {"baseline_train": [], "latentkit_train": [], "baseline_infer": [], "latentkit_infer": []}
     s0 = 0
-    for _ in range(repeats):
+
+    def baseline_rate() -> float:
+        nonlocal s0
         for s in range(s0 + 1, s0 + warmup + 1):
             base_train(s)
         sync(device)
@@ -290,11 +292,18 @@ def same_env(config: str, steps: int, warmup: int, repeats: int, device: str) ->
         for s in range(s0 + warmup + 1, s0 + warmup + steps + 1):
             base_train(s)
         sync(device)
-        rates["baseline_train"].append(steps * BATCH / (time.perf_counter() - t))
         s0 += warmup + steps
-        rates["latentkit_train"].append(time_trainer(config, warmup, steps, device))
-        rates["baseline_infer"].append(time_calls(base_infer, INFER_IMAGES, repeats=1))
-        rates["latentkit_infer"].append(time_calls(ours_infer, INFER_IMAGES, repeats=1))
+        return steps * BATCH / (time.perf_counter() - t)
+
+    jobs = {
+        "baseline_train": baseline_rate,
+        "latentkit_train": lambda: time_trainer(config, warmup, steps, device),
+        "baseline_infer": lambda: time_calls(base_infer, INFER_IMAGES, repeats=1),
+        "latentkit_infer": lambda: time_calls(ours_infer, INFER_IMAGES, repeats=1),
+    }
+    for r in range(repeats):  # ABBA: which side goes first alternates
+        for key in list(jobs)[:: 1 if r % 2 == 0 else -1]:
+            rates[key].append(jobs[key]())
     return {k: statistics.median(v) for k, v in rates.items()} | {"samples": rates}
 
 
@@ -392,8 +401,8 @@ def main() -> None:
         flops = flops_per_image(config)
         as_used = {key: [] for key in ("baseline_train", "latentkit_train", "baseline_infer", "latentkit_infer")}
         peaks: dict[str, float] = {}
-        for r in range(repeats):  # A/B alternated
-            for side in ("baseline", "latentkit"):
+        for r in range(repeats):  # A/B alternated, and which goes first alternates too (ABBA: load drift is fair)
+            for side in ("baseline", "latentkit")[:: 1 if r % 2 == 0 else -1]:
                 for what in ("train", "infer"):
                     res = run_worker(config, side, what, n, warmup, args.device)
                     as_used[f"{side}_{what}"].append(res["images_per_s"])

@@ -77,10 +77,10 @@ class TrainConfig:
     drop_last: bool = False  #: the original keeps each epoch's last, smaller batch
     #: "auto" (channels_last on the CPU, where oneDNN's convolutions are faster in it), "channels_last", "contiguous"
     memory_format: str = attrs.field(default="auto", validator=attrs.validators.in_(MEMORY_FORMATS))
-    #: compute each batch in this many parts on as many CPU threads, one intra-op thread each (small convolutions use
-    #: one core far better than two); 0: auto (the CPU's thread count, when the objective is a function of batch
-    #: means); 1: off. The gradient is the whole batch's either way.
-    batch_parts: int = attrs.field(default=0, validator=_non_negative_int)
+    #: compute each batch in this many parts on as many CPU threads, one intra-op thread each, for objectives that are
+    #: functions of batch means (the gradient is the whole batch's either way); 1: one pass with intra-op threads.
+    #: Measured no faster on 2 cores (docs/performance.md); for machines where it is.
+    batch_parts: int = attrs.field(default=1, validator=_positive_int)
 
 
 @attrs.frozen

@@ -8,6 +8,8 @@ optional attributes ``needs_ground_truth``, ``needs_data`` and ``options``).
   encoded in eval mode; the argmax categories of every channel whose family ``is_discrete`` (channels in declaration
   order, variables in order) are combined into one cluster id and scored against the labels by majority map, by
   one-to-one Hungarian matching, and by NMI.
+* ``reconstruction``: each image's BCE summed over its pixels, decoded from its representative latent: median, mean,
+  10th and 90th percentiles (:mod:`latentkit.metrics.reconstruction`).
 * ``kl-ranking``: each latent unit's mean KL to its prior on the split, ranked (:mod:`latentkit.metrics.kl`).
 * ``factorvae``, ``mig``, ``dci``, ``sap``: disentanglement metrics on the data set's ground-truth factor grid, with
   disentanglement_lib's protocols and defaults (:mod:`latentkit.metrics.factorvae`, ``.mig``, ``.dci``, ``.sap``).
@@ -25,6 +27,7 @@ from latentkit.metrics import dci, factorvae, mig, sap
 from latentkit.metrics.accuracy import cluster_accuracy, combine_categories
 from latentkit.metrics.base import GroundTruthMetric
 from latentkit.metrics.kl import kl_ranking
+from latentkit.metrics.reconstruction import reconstruction
 from latentkit.plugins import hookimpl
 
 
@@ -76,5 +79,6 @@ sap_metric = GroundTruthMetric(sap.NAME, sap.sap_score, sap.DEFAULTS, sap.__doc_
 def latentkit_register_metrics(registry):
     registry.add("accuracy", accuracy)
     registry.add("kl-ranking", kl_ranking)
+    registry.add("reconstruction", reconstruction)
     for metric in (factorvae_metric, mig_metric, dci_metric, sap_metric):
         registry.add(metric.name, metric)

@@ -244,11 +244,9 @@ def use_channels_last(memory_format: str, device: torch.device) -> bool:
 
 
 def batch_parts(setting: int, device: torch.device, task: Any) -> int:
-    """Parts a batch is computed in: ``setting`` when given, else the CPU's threads for a task that can split."""
+    """Parts a batch is computed in: ``setting`` on the CPU for a task that can split, else 1."""
     can_split = bool(getattr(task, "splits", lambda: False)())
-    if device.type != "cpu" or not can_split:
-        return 1
-    return setting if setting else torch.get_num_threads()
+    return setting if device.type == "cpu" and can_split else 1
 
 
 def make_adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
