@@ -207,14 +207,14 @@ def test_sample_command(run_dir, capsys):
 
 def test_plot_command_and_kl_source(run_dir, tmp_path, capsys):
     assert cli.main(["plot", str(run_dir), "--out", str(tmp_path)]) == 0
-    assert {p.name for p in tmp_path.iterdir()} == {"kl-curves.png", "kl-ranking.png"}
+    assert {p.name for p in tmp_path.iterdir()} == {"kl-curves.png", "kl-rise.png", "kl-ranking.png"}
     # a bare checkpoint folder (no training history): the ranking is still drawn, from the data set, with a notice
     bare = tmp_path / "bare"
     shutil.copytree(run_dir / "final", bare)
     assert cli.main(["plot", str(bare)]) == 0
     captured = capsys.readouterr()
     assert "no metrics.jsonl" in captured.err and (bare / "figures" / "kl-ranking.png").is_file()
-    assert not (bare / "figures" / "kl-curves.png").exists()
+    assert not (bare / "figures" / "kl-curves.png").exists() and not (bare / "figures" / "kl-rise.png").exists()
 
 
 def test_plot_without_any_kl_source_is_a_clear_error(tmp_path, capsys):

@@ -178,3 +178,22 @@ def test_kl_rise_steps_first_step_and_order():
                                   *((f"z.{i}", None) for i in range(5, 11)), ("bern.0", None)]
     shuffled = kl_rise_steps(recs[::-1], threshold=1.5)
     assert shuffled == late and list(shuffled) == list(late)
+
+
+def test_kl_rise_figure_orders_units_by_their_first_rise(tmp_path):
+    from latentkit.viz.plots import kl_rise_figure, plot_kl_rise
+
+    records = []
+    for step in range(0, 1001, 50):
+        records.append({"step": step, "kl_unit/c.0": 0.0, "kl_unit/c.1": max(0.0, (step - 600) / 1000),
+                        "kl_unit/d.0": step / 500, "kl/c": 0.0, "kl/d": step / 500})
+    fig = kl_rise_figure(records)
+    bars = fig.axes[1]
+    labels = [t.get_text() for t in bars.get_yticklabels()]
+    assert labels == ["d.0", "c.1", "c.0"]  # d.0 reaches 0.1 nats at step 50, c.1 at 700, c.0 never
+    assert [p.get_width() for p in bars.patches] == [50, 700, 0]
+    ys = [p.get_y() for p in bars.patches]
+    assert ys[0] > ys[1] > ys[2]  # earliest on top
+    path = plot_kl_rise(records, tmp_path / "rise.png", dpi=40)
+    with Image.open(path) as im:
+        assert im.size[0] == round(fig.get_figwidth() * 40)

@@ -160,15 +160,19 @@ def _pad_rows(rows: list[Tensor]) -> Tensor:
 
 def write_plots(source: FigureSource, out: str | os.PathLike, *, n: int = 10) -> list[Figure]:
     """``kl-curves.png`` (each unit's KL over training with the capacities: the paper's Fig. 7a; needs the training
-    history) and ``kl-ranking.png`` (units ranked by KL, each with its traversal: Fig. 7b)."""
-    from latentkit.viz.plots import plot_kl_curves, plot_kl_ranking, read_metrics
+    history), ``kl-rise.png`` (which unit's KL rises first) and ``kl-ranking.png`` (units ranked by KL, each with its traversal: Fig. 7b)."""
+    from latentkit.viz.plots import plot_kl_curves, plot_kl_ranking, plot_kl_rise, read_metrics
 
     out = Path(out)
     figures = []
     if source.metrics_file is not None:
-        path = plot_kl_curves(read_metrics(source.metrics_file), out / "kl-curves.png", title=source.name)
+        records = read_metrics(source.metrics_file)
+        path = plot_kl_curves(records, out / "kl-curves.png", title=source.name)
         figures.append(Figure(path, "KL per unit over training (nats, training batches), channel totals thick, "
                                     "capacities dashed (the unclipped schedule dotted where it differs)."))
+        path = plot_kl_rise(records, out / "kl-rise.png", title=source.name)
+        figures.append(Figure(path, "The order in which units start to carry information: each unit's KL early in "
+                                    "training, and the first step its KL reached 0.1 nats."))
     else:
         source.notices.append(
             f"no KL curves: {str(source.folder)!r} has no metrics.jsonl (an imported or copied checkpoint has no "

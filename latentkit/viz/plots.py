@@ -18,6 +18,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -248,6 +249,56 @@ def plot_kl_curves(records: list[dict], out: str | os.PathLike, *, title: str | 
     target (dotted). Units with the largest final KL get distinct colours; unused ones are light grey.
     Writes a PNG of ``figsize × dpi`` pixels to ``out`` and returns its path."""
     return _save(kl_curves_figure(records, title=title, log_scale=log_scale), out, dpi)
+
+
+# ------------------------------------------------------------------------------------- which unit rises first
+def kl_rise_figure(records: list[dict], *, threshold: float = 0.1, title: str | None = None) -> Figure:
+    """Left: every unit's KL over the early steps (until 1.5× the last rise, at least a tenth of training), the units
+    that rise coloured in the order they rise; right: the step at which each unit's KL first reached ``threshold``
+    nats, earliest on top (units that never do are listed at the bottom)."""
+    rises = kl_rise_steps(records, threshold)
+    if not records or not rises:
+        raise ConfigError("no KL history to draw: metrics.jsonl holds no kl_unit/... values")
+    records = sorted(records, key=lambda r: r.get("step", 0))
+    steps = np.array([r["step"] for r in records], dtype=float)
+    risen = [u for u, s in rises.items() if s is not None]
+    last = max((rises[u] for u in risen), default=steps[-1])
+    window = min(steps[-1], max(1.5 * last, 0.1 * steps[-1]))
+    keep = steps <= window
+    fig = Figure(figsize=(_eighths(11.0), _eighths(max(3.5, 0.3 * len(rises) + 1.2))), layout="constrained")
+    curves, bars = fig.subplots(1, 2, width_ratios=[3, 2])
+    palette = list(matplotlib.colormaps["tab10"].colors)
+    for unit in rises:
+        colour = palette[risen.index(unit) % len(palette)] if unit in risen else _GREY
+        curves.plot(steps[keep], _series(records, f"kl_unit/{unit}")[keep], color=colour, lw=1.2,
+                    label=unit if unit in risen[: len(palette)] else None)
+    curves.axhline(threshold, color="black", ls=":", lw=0.8)
+    curves.set_xlabel("step")
+    curves.set_ylabel("KL (nats)")
+    curves.set_title(f"early training: KL per unit (dotted: {threshold:g} nats)", fontsize=10, loc="left")
+    curves.legend(fontsize=7, loc="upper left", frameon=False)
+    curves.grid(alpha=0.3)
+    names = list(rises)
+    ys = np.arange(len(names))[::-1]
+    values = [rises[u] if rises[u] is not None else 0 for u in names]
+    colours = [palette[risen.index(u) % len(palette)] if u in risen else _GREY for u in names]
+    bars.barh(ys, values, color=colours)
+    for y, unit in zip(ys, names):
+        text = f"{rises[unit]:,}" if rises[unit] is not None else "never"
+        bars.text(values[names.index(unit)], y, f" {text}", va="center", fontsize=7)
+    bars.set_yticks(ys, names, fontsize=8)
+    bars.set_xlabel(f"first step with KL ≥ {threshold:g} nats")
+    bars.set_xlim(0, max(values + [1]) * 1.3)
+    bars.set_title("order of discovery", fontsize=10, loc="left")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_kl_rise(records: list[dict], out: str | os.PathLike, *, threshold: float = 0.1, title: str | None = None,
+                 dpi: int = DEFAULT_DPI) -> Path:
+    """:func:`kl_rise_figure` as a PNG; returns its path."""
+    return _save(kl_rise_figure(records, threshold=threshold, title=title), out, dpi)
 
 
 # --------------------------------------------------------------------------------------------------- Fig. 7b
