@@ -81,6 +81,33 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from latentkit.errors import ConfigError
+    from latentkit.sweep import SweepSpec, plan, run_local, run_ray, summarise
+
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds takes whole numbers separated by commas, e.g. 0,1,2; got {args.seeds!r}") from None
+    if not Path(args.recipe).is_file():
+        raise ConfigError(f"no recipe file {args.recipe!r}")
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
+    runs = plan(seeds, args.set or [])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = SweepSpec(args.recipe, out, args.steps, tuple(args.metric or ["reconstruction"]), args.data_root,
+                     args.threads)
+    print(f"{len(runs)} runs into {out} ({args.backend} backend)", flush=True)
+    progress = lambda line: print(line, flush=True)  # noqa: E731
+    results = run_ray(spec, runs, progress) if args.backend == "ray" else run_local(spec, runs, args.jobs, progress)
+    print(summarise(results, out))
+    print(f"summary: {out / 'summary.md'}, {out / 'summary.csv'}")
+    return 0 if all(r.status == "ok" for r in results) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latentkit", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
@@ -119,6 +146,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-save", action="store_true", help="print the results without writing them into the folder")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "sweep", help="train every combination of seeds and settings, evaluate, tabulate",
+        description="Train every combination of --seeds and the values of each --set KEY=V1,V2 into its own run "
+        "directory under --out, evaluate each, and write summary.csv and summary.md (per run, and mean and spread per "
+        "setting). Restartable; failed runs are reported and the rest go on.",
+    )
+    p.add_argument("recipe", help="recipe file, e.g. recipes/jointvae_mnist.py")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--set", action="append", metavar="KEY=V1,V2,...", help="a setting and its values (repeatable)")
+    p.add_argument("--steps", type=int, help="total steps of every run (default: the recipe's)")
+    p.add_argument("--out", required=True, help="folder of the sweep's run directories and summary")
+    p.add_argument("--metric", action="append", help="metric to evaluate (repeatable; default reconstruction)")
+    p.add_argument("--data-root", help="folder holding the data sets")
+    p.add_argument("--jobs", type=int, default=1, help="trainings at once with the local backend (default 1)")
+    p.add_argument("--threads", type=int, help="torch threads per training (default: CPUs / jobs; ray: 1)")
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local process pool (default) or an existing Ray cluster ($RAY_ADDRESS, else a local one)")
+    p.set_defaults(func=_cmd_sweep)
 
     from latentkit.viz.cli import add_viz_parsers
 

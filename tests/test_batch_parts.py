@@ -27,13 +27,19 @@ def task():
     return VAETask(model, objective)
 
 
-def _cat_outputs(outputs: list[ModelOutput]) -> ModelOutput:
+def _bounds(sizes):
+    start = 0
+    for n in sizes:
+        yield start, start + n
+        start += n
+
+
+def _slice(output: ModelOutput, a: int, b: int) -> ModelOutput:
     return ModelOutput(
-        reconstruction=torch.cat([o.reconstruction for o in outputs]),
-        params={ch: {k: torch.cat([o.params[ch][k] for o in outputs]) for k in outputs[0].params[ch]}
-                for ch in outputs[0].params},
-        samples={ch: torch.cat([o.samples[ch] for o in outputs]) for ch in outputs[0].samples},
-        latent=torch.cat([o.latent for o in outputs]),
+        reconstruction=output.reconstruction[a:b],
+        params={ch: {k: v[a:b] for k, v in p.items()} for ch, p in output.params.items()},
+        samples={ch: v[a:b] for ch, v in output.samples.items()},
+        latent=output.latent[a:b],
     )
 
 
@@ -48,10 +54,11 @@ def test_parts_give_the_whole_batch_gradient(task, sizes):
     gen = torch.Generator().manual_seed(5)
     reference_gen = copy.deepcopy(gen)
     # a capacity between the first two parts' KLs, so that |KL - C| bends differently in each part
-    seeds = torch.randint(0, 2**62, (len(sizes),), generator=copy.deepcopy(gen)).tolist()
-    kls = [task.objective.statistics(c, task.module(c, generator=torch.Generator().manual_seed(int(s))))["kl/cont"].sum()
-           for c, s in zip(x.tensor_split(len(sizes)), seeds)]
-    middle = float(kls[0].detach() + kls[1].detach()) / 2
+    with torch.no_grad():
+        out = task.module(x, generator=copy.deepcopy(gen))
+        kls = [task.objective.statistics(c, _slice(out, a, b))["kl/cont"].sum()
+               for c, (a, b) in zip(x.tensor_split(len(sizes)), _bounds(sizes))]
+    middle = float(kls[0] + kls[1]) / 2
     task.objective = build_objective(Component("jointvae", {"terms": {
         "cont": {"gamma": 30.0, "capacity": {"name": "constant", "options": {"value": middle}}},
         "disc": {"gamma": 30.0, "capacity": LINEAR}}}), task.module)
@@ -60,14 +67,13 @@ def test_parts_give_the_whole_batch_gradient(task, sizes):
     logs = task.training_step_in_parts(x, step, gen, parts=len(sizes))
     parts = _grads(task.module)
 
-    # the same noise, one pass: forward each slice with its part's generator, then one objective on the whole batch
-    seeds = torch.randint(0, 2**62, (len(sizes),), generator=reference_gen).tolist()
-    chunks = x.tensor_split(len(sizes))
-    outputs = [task.module(c, generator=torch.Generator().manual_seed(int(s))) for c, s in zip(chunks, seeds)]
+    # one pass over the whole batch with the same generator: the same noise (each part keeps its rows of it)
     task.module.zero_grad()
-    whole = task.objective(x, _cat_outputs(outputs), step)
+    output = task.module(x, generator=reference_gen)
+    whole = task.objective(x, output, step)
     whole["loss"].backward(retain_graph=True)
     reference = _grads(task.module)
+    assert torch.equal(gen.get_state(), reference_gen.get_state())  # the run's generator moved on as one pass would
 
     torch.testing.assert_close(logs["loss"], whole["loss"].detach(), rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(logs["kl_unit/disc.1"], whole["kl_unit/disc.1"].detach(), rtol=1e-5, atol=1e-7)
@@ -76,8 +82,8 @@ def test_parts_give_the_whole_batch_gradient(task, sizes):
 
     # and not the mean of the parts' own losses, which applies |KL - C| to each part
     task.module.zero_grad()
-    for c, o in zip(chunks, outputs):
-        (task.objective(c, _cat_outputs([o]), step)["loss"] * (c.shape[0] / x.shape[0])).backward(retain_graph=True)
+    for c, (a, b) in zip(x.tensor_split(len(sizes)), _bounds(sizes)):
+        (task.objective(c, _slice(output, a, b), step)["loss"] * (c.shape[0] / x.shape[0])).backward(retain_graph=True)
     naive = _grads(task.module)
     assert any(not torch.allclose(naive[n], reference[n], rtol=1e-3, atol=1e-6) for n in reference)
 
@@ -118,3 +124,21 @@ def test_training_in_parts_resumes_bit_identically(tmp_path):
     for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(pa, pb), name
     assert (tmp_path / "a" / "metrics.jsonl").read_text() == (tmp_path / "b" / "metrics.jsonl").read_text()
+
+
+def test_rows_keep_their_share_of_the_whole_batch_noise(two_channel_model):
+    from latentkit.core import BatchRows
+    from latentkit.errors import ConfigError
+
+    latent = two_channel_model.latent
+    params = latent.split(torch.randn(10, latent.param_size))
+    full = latent.sample(params, reparametrise=True, generator=torch.Generator().manual_seed(3))
+    part_params = {ch: {k: v[4:7].clone().requires_grad_() for k, v in p.items()} for ch, p in params.items()}
+    part = latent.sample(part_params, reparametrise=True, generator=torch.Generator().manual_seed(3),
+                         rows=BatchRows(4, 3, 10))
+    for ch in full:
+        assert torch.equal(part[ch], full[ch][4:7])
+    sum(v.sum() for v in part.values()).backward()
+    assert all(v.grad is not None for p in part_params.values() for v in p.values())
+    with pytest.raises(ConfigError, match="do not lie"):
+        BatchRows(8, 3, 10)

@@ -1,7 +1,7 @@
 """Protocols of latentkit's core. Imports no plugin, no trainer, no CLI."""
 
 from latentkit.core.family import LatentContext, LatentFamily, Params
-from latentkit.core.joint import JointLatent
+from latentkit.core.joint import BatchRows, JointLatent
 from latentkit.core.model import JointVAE, ModelOutput
 from latentkit.core.network import ImageShape, NetworkFamily
 from latentkit.core.objective import Objective, StatisticsObjective
@@ -10,6 +10,7 @@ from latentkit.core.schedule import CapacitySchedule
 __all__ = [
     "CapacitySchedule",
     "ImageShape",
+    "BatchRows",
     "JointLatent",
     "JointVAE",
     "LatentContext",

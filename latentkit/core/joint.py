@@ -13,11 +13,40 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
+import attrs
 import torch
 from torch import Tensor, nn
 
 from latentkit.core.family import LatentContext, LatentFamily, Params
 from latentkit.errors import ConfigError
+
+
+@attrs.frozen
+class BatchRows:
+    """A slice ``start .. start + count`` of a batch of ``total`` rows (one part of a batch divided among workers)."""
+
+    start: int
+    count: int
+    total: int
+
+    def __attrs_post_init__(self) -> None:
+        if not (0 <= self.start and 0 < self.count and self.start + self.count <= self.total):
+            raise ConfigError(f"rows {self.start}..{self.start + self.count} do not lie in a batch of {self.total}")
+
+    def pad(self, params: Params) -> Params:
+        """Whole-batch parameters: these rows in place, the others filled with a copy of the first row (no gradient)."""
+        out = {}
+        for key, value in params.items():
+            if value.shape[0] != self.count:
+                raise ConfigError(f"parameter {key!r} has {value.shape[0]} rows, the slice {self.count}")
+            fill = value[:1].detach()
+            before = fill.expand(self.start, *value.shape[1:])
+            after = fill.expand(self.total - self.start - self.count, *value.shape[1:])
+            out[key] = torch.cat([before, value, after])
+        return out
+
+    def take(self, batch: Tensor) -> Tensor:
+        return batch[self.start : self.start + self.count]
 
 
 class JointLatent(nn.Module):
@@ -85,12 +114,25 @@ class JointLatent(nn.Module):
         return params
 
     def sample(
-        self, params: Mapping[str, Params], *, reparametrise: bool, generator: torch.Generator | None = None
+        self,
+        params: Mapping[str, Params],
+        *,
+        reparametrise: bool,
+        generator: torch.Generator | None = None,
+        rows: BatchRows | None = None,
     ) -> dict[str, Tensor]:
-        """Each channel's training sample (``reparametrise=True``) or evaluation representative."""
-        if reparametrise:
+        """Each channel's training sample (``reparametrise=True``) or evaluation representative.
+
+        ``rows`` says that these parameters are rows ``rows.start .. rows.start + B`` of a batch of ``rows.total``: the
+        noise is then drawn for the whole batch and this slice kept, so each image's noise depends on its place in the
+        whole batch, not on how the batch was divided (threads, processes). Families draw noise row by row, so the kept
+        rows are exactly those of one pass over the whole batch.
+        """
+        if not reparametrise:
+            return {name: f.representative(params[name]) for name, f in self.items()}
+        if rows is None:
             return {name: f.rsample(params[name], generator) for name, f in self.items()}
-        return {name: f.representative(params[name]) for name, f in self.items()}
+        return {name: rows.take(f.rsample(rows.pad(params[name]), generator)) for name, f in self.items()}
 
     def concat(self, samples: Mapping[str, Tensor]) -> Tensor:
         """The latent vector the decoder reads, channels in declaration order."""

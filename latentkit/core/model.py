@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from latentkit.core.family import Params
-from latentkit.core.joint import JointLatent
+from latentkit.core.joint import BatchRows, JointLatent
 
 
 @attrs.frozen
@@ -41,8 +41,10 @@ class JointVAE(nn.Module):
         """A latent vector (channels concatenated) to pixel probabilities."""
         return self.decoder(latent)
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> ModelOutput:
+    def forward(self, x: Tensor, generator: torch.Generator | None = None, rows: BatchRows | None = None) -> ModelOutput:
+        """``rows``: ``x`` is that slice of a larger batch, and the noise is that of the whole batch (see
+        :meth:`JointLatent.sample`)."""
         params = self.encode(x)
-        samples = self.latent.sample(params, reparametrise=self.training, generator=generator)
+        samples = self.latent.sample(params, reparametrise=self.training, generator=generator, rows=rows)
         z = self.latent.concat(samples)
         return ModelOutput(reconstruction=self.decode(z), params=params, samples=samples, latent=z)

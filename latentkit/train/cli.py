@@ -33,7 +33,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError("--resume continues a run with its saved settings; pass only --steps, --device, --data-root")
         experiment = resume_experiment(args.resume, args.steps, args.device)
         trainer = prepare_run(experiment, resume=args.resume, data_root=args.data_root, quiet=args.quiet)
-        print(f"resuming {args.resume} from step {trainer.run.step} to {experiment.train.steps}")
+        if trainer.is_main:
+            print(f"resuming {args.resume} from step {trainer.run.step} to {experiment.train.steps}")
     else:
         if not args.recipe:
             raise ConfigError("name a recipe file (e.g. recipes/jointvae_mnist.py) or --resume RUN_DIR")
@@ -49,7 +50,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             experiment, recipe=args.recipe, recipe_config=config_to_dict(cfg), out=args.out,
             data_root=args.data_root, quiet=args.quiet,
         )
-        print(f"run directory: {trainer.run.directory}")
-    run = trainer.fit()
-    print(f"done: {run.step} steps; run directory: {run.directory}; final checkpoint: {run.last_checkpoint}")
+        if trainer.is_main:
+            print(f"run directory: {trainer.run.directory}")
+    from latentkit.train.distributed import shutdown
+
+    try:
+        run = trainer.fit()
+    finally:
+        shutdown(trainer.dist)
+    if trainer.is_main:
+        print(f"done: {run.step} steps; run directory: {run.directory}; final checkpoint: {run.last_checkpoint}")
     return 0

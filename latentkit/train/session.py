@@ -19,6 +19,7 @@ from latentkit.data import load_dataset
 from latentkit.errors import ConfigError, LatentkitError
 from latentkit.plugins import get_plugin_manager, get_registry
 from latentkit.recipe import Experiment, TrainConfig
+from latentkit.train.distributed import NoHooks, initialise
 from latentkit.train.run import Run
 from latentkit.train.task import VAETask
 from latentkit.train.trainer import Trainer
@@ -81,12 +82,17 @@ def prepare_run(
     """Build model, objective, data and trainer for a new run or a resumed one."""
     registry = get_registry()
     device = resolve_device(experiment.train.device)
+    distributed = initialise(device.type)  # None unless launched by torchrun with several processes
+    if distributed is not None and device.type == "cuda":
+        device = torch.device("cuda", distributed.local_rank)
     if resume:
         run_dir = Path(resume)
         run_config = read_run_config(run_dir)
         data_root = data_root or run_config.get("data_root")  # a resumed run reads the data it started with
     else:
-        run_dir = _new_run_dir(out, recipe)
+        run_dir = _new_run_dir(out, recipe) if distributed is None or distributed.is_main else None
+        if distributed is not None:  # rank 0 names the run directory (a time stamp could differ between ranks)
+            run_dir = Path(distributed.broadcast(None if run_dir is None else str(run_dir)))
         run_config = {
             "format": RUN_FORMAT,
             "latentkit_version": latentkit.__version__,
@@ -100,10 +106,13 @@ def prepare_run(
     model = build_model(experiment.model, registry).to(device)
     objective = build_objective(experiment.objective, model, registry)
     data = _load_data(experiment, data_root, device)
-    run_dir.mkdir(parents=True, exist_ok=True)
     run_config["experiment"] = experiment.to_dict()  # --steps may have changed on resume
     run_config["data_root"] = None if data_root is None else str(Path(data_root).resolve())
-    write_json(run_dir / RUN_CONFIG, run_config)
+    if distributed is not None:
+        run_config["distributed"] = {"world_size": distributed.world_size, "backend": distributed.backend}
+    if distributed is None or distributed.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / RUN_CONFIG, run_config)
     run = Run(
         directory=run_dir,
         config=run_config,
@@ -115,7 +124,8 @@ def prepare_run(
     )
     ckpt_config = checkpoint_config(experiment.model, experiment.objective, experiment.dataset, registry=registry)
     ckpt_config["train"] = attrs.asdict(experiment.train)
-    trainer = Trainer(VAETask(model, objective), run, experiment.train, ckpt_config, get_plugin_manager().hook)
+    hook = get_plugin_manager().hook if distributed is None or distributed.is_main else NoHooks()
+    trainer = Trainer(VAETask(model, objective), run, experiment.train, ckpt_config, hook, distributed)
     if resume:
         if trainer.resume_from_latest() == 0:
             raise LatentkitError(f"run {str(run_dir)!r} has no complete checkpoint to resume from; start it again")

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
-from latentkit.core import Objective, StatisticsObjective
+from latentkit.core import BatchRows, Objective, StatisticsObjective
 
 
 @runtime_checkable
@@ -52,32 +52,85 @@ class VAETask:
 
         Each part's batch means are combined, weighted by size, into the batch's; the objective runs once on those, and
         each part back-propagates its share of d loss / d statistics — the gradient of one pass over the batch (up to
-        float rounding), with non-linear terms such as ``|KL − C|`` applied to the whole batch. Each part draws its
-        noise from its own generator, seeded from ``generator`` in a fixed order, so a run is reproducible and resumes
-        exactly.
+        float rounding), with non-linear terms such as ``|KL − C|`` applied to the whole batch. Each part's noise is its
+        rows of the whole batch's draw (:class:`~latentkit.core.BatchRows`), so the result does not depend on the number
+        of parts, and ``generator`` ends where one pass would leave it.
         """
         chunks = [c for c in batch.tensor_split(min(parts, batch.shape[0])) if c.shape[0]]
-        seeds = torch.randint(0, 2**62, (len(chunks),), generator=generator, device=batch.device).tolist()
+        starts = [0]
+        for c in chunks:
+            starts.append(starts[-1] + c.shape[0])
         weights = [c.shape[0] / batch.shape[0] for c in chunks]
+        # Every part draws the whole batch's noise from a copy of the generator and keeps its rows: the noise of one
+        # pass over the batch, whatever the number of parts; the run's generator then advances as one pass would.
+        states = generator.get_state() if generator is not None else None
 
-        def forward(i: int) -> dict[str, Tensor]:
-            part_gen = torch.Generator(device=batch.device).manual_seed(int(seeds[i]))
-            return self.objective.statistics(chunks[i], self.module(chunks[i], generator=part_gen))
+        def forward(i: int) -> tuple[dict[str, Tensor], Tensor | None]:
+            part_gen = None
+            if states is not None:
+                part_gen = torch.Generator(device=generator.device)
+                part_gen.set_state(states)
+            rows = BatchRows(starts[i], chunks[i].shape[0], batch.shape[0])
+            out = self.objective.statistics(chunks[i], self.module(chunks[i], generator=part_gen, rows=rows))
+            return out, (part_gen.get_state() if part_gen is not None else None)
 
-        stats = list(map_fn(forward, range(len(chunks))))
+        results = list(map_fn(forward, range(len(chunks))))
+        stats = [r[0] for r in results]
+        if generator is not None:  # every part drew the whole batch's noise: move on as one pass would have
+            generator.set_state(results[0][1])
         names = list(stats[0])
         combined = {}
         for name in names:
             value = sum(w * part[name].detach() for w, part in zip(weights, stats))
             combined[name] = value.requires_grad_(any(part[name].requires_grad for part in stats))
-        logs = self.objective.from_statistics(combined, step)
-        leaves = [name for name in names if combined[name].requires_grad]
-        grads = torch.autograd.grad(logs["loss"], [combined[n] for n in leaves], allow_unused=True)
+        return backward_shares(self.objective, stats, combined, step, weights, map_fn)
 
-        def backward(i: int) -> None:
-            pairs = [(stats[i][n], g * weights[i]) for n, g in zip(leaves, grads) if g is not None and stats[i][n].requires_grad]
-            if pairs:
-                torch.autograd.backward([t for t, _ in pairs], [g for _, g in pairs])
+    def training_step_distributed(
+        self,
+        module: nn.Module,
+        batch: Tensor,
+        step: int,
+        generator: torch.Generator | None,
+        rows: BatchRows,
+        all_reduce_sum: Callable[[Tensor], Tensor],
+        world_size: int,
+    ) -> dict[str, Tensor]:
+        """This rank's forward and backward of its ``rows`` of the global batch through ``module`` (the
+        DistributedDataParallel wrapper, which averages parameter gradients across ranks); the statistics are summed
+        across ranks (``all_reduce_sum``) before the objective sees them, so the scalars are the global batch's."""
+        stats = self.objective.statistics(batch, module(batch, generator=generator, rows=rows))
+        weight = rows.count / rows.total
+        names = list(stats)
+        flat = torch.cat([stats[n].detach().float().reshape(-1) for n in names]) * weight
+        flat = all_reduce_sum(flat)
+        combined, offset = {}, 0
+        for name in names:
+            size = stats[name].numel()
+            value = flat[offset : offset + size].reshape(stats[name].shape).to(stats[name].dtype).clone()
+            combined[name] = value.requires_grad_(stats[name].requires_grad)
+            offset += size
+        # DDP averages the ranks' gradients; each rank's share is weight * d loss, so scale by the world size.
+        return backward_shares(self.objective, [stats], combined, step, [weight * world_size])
 
-        list(map_fn(backward, range(len(chunks))))
-        return logs
+
+def backward_shares(
+    objective: StatisticsObjective,
+    parts: list[dict[str, Tensor]],
+    combined: dict[str, Tensor],
+    step: int,
+    scales: list[float],
+    map_fn: Callable[[Callable[[int], Any], Iterable[int]], Iterator[Any]] = map,
+) -> dict[str, Tensor]:
+    """Evaluate ``objective`` on the ``combined`` statistics (leaves), and back-propagate into each part's statistics
+    its share: d loss / d statistics times ``scales[i]``. Returns the objective's scalars."""
+    logs = objective.from_statistics(combined, step)
+    leaves = [name for name in combined if combined[name].requires_grad]
+    grads = torch.autograd.grad(logs["loss"], [combined[n] for n in leaves], allow_unused=True)
+
+    def backward(i: int) -> None:
+        pairs = [(parts[i][n], g * scales[i]) for n, g in zip(leaves, grads) if g is not None and parts[i][n].requires_grad]
+        if pairs:
+            torch.autograd.backward([t for t, _ in pairs], [g for _, g in pairs])
+
+    list(map_fn(backward, range(len(parts))))
+    return logs

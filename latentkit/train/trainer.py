@@ -25,8 +25,9 @@ from typing import Any
 
 import torch
 
-from latentkit.errors import LatentkitError
+from latentkit.errors import ConfigError, LatentkitError
 from latentkit.recipe import TrainConfig
+from latentkit.train.distributed import Distributed
 from latentkit.train.run import Run
 from latentkit.train.sampler import EpochSampler
 from latentkit.train.state import (
@@ -52,8 +53,17 @@ class Interrupted(LatentkitError):
 class Trainer:
     """Trains ``task`` on ``run.data`` for ``train.steps`` steps, checkpointing into ``run.directory``."""
 
-    def __init__(self, task: TrainingTask, run: Run, train: TrainConfig, checkpoint_config: dict, hook: Any):
+    def __init__(
+        self,
+        task: TrainingTask,
+        run: Run,
+        train: TrainConfig,
+        checkpoint_config: dict,
+        hook: Any,
+        distributed: Distributed | None = None,
+    ):
         self.task = task
+        self.dist = distributed
         self.run = run
         self.train = train
         self.checkpoint_config = checkpoint_config
@@ -63,11 +73,40 @@ class Trainer:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.optimizer = make_adam(list(self.model.parameters()), train.lr)
-        self.parts = batch_parts(train.batch_parts, run.device, task)
+        self.parts = batch_parts(train.batch_parts, run.device, task) if distributed is None else 1
         self.generator = torch.Generator(device=run.device).manual_seed(train.seed)
         assert run.data is not None
         self.sampler = EpochSampler(len(run.data), train.batch_size, train.seed, train.drop_last)
+        self.ddp: torch.nn.Module | None = None
+        if distributed is not None:
+            self.ddp = self._wrap_distributed(distributed)
         self._stop_signal: int | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist is None or self.dist.is_main
+
+    def _wrap_distributed(self, ctx: Distributed) -> torch.nn.Module:
+        if not getattr(self.task, "splits", lambda: False)():
+            raise ConfigError(
+                "distributed training evaluates the objective on the global batch's means, so it needs an objective "
+                "that is a latentkit.core.StatisticsObjective (as jointvae); train this one with a single process"
+            )
+        if self.train.batch_size < ctx.world_size:
+            raise ConfigError(
+                f"the global batch of {self.train.batch_size} cannot be shared by {ctx.world_size} processes; use a "
+                f"batch of at least one image per process"
+            )
+        last = len(self.run.data) % self.train.batch_size
+        if last and not self.train.drop_last and last < ctx.world_size:
+            raise ConfigError(
+                f"each epoch ends with a batch of {last} images, fewer than the {ctx.world_size} processes; set "
+                f"train.drop_last=true or another batch size"
+            )
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.run.device.index] if self.run.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=ids)
 
     # --- resume ------------------------------------------------------------------------------------------------------
     def resume_from_latest(self) -> int:
@@ -101,11 +140,27 @@ class Trainer:
             with self._signals(), self._parallel_parts() as map_fn:
                 self.model.train()
                 for step in range(start + 1, train.steps + 1):
-                    idx = self.sampler.indices(step).to(images.device, non_blocking=True)
+                    idx = self.sampler.indices(step)
+                    rows = None
+                    if self.dist is not None:  # this rank's share of the global batch
+                        rows = self.dist.rows(idx.shape[0])
+                        idx = idx[rows.start : rows.start + rows.count]
+                    idx = idx.to(images.device, non_blocking=True)
                     batch = images.index_select(0, idx).float().div_(255.0)
                     if self.channels_last:
                         batch = batch.contiguous(memory_format=torch.channels_last)
-                    if map_fn is not None:  # forward and backward in parts, on several threads
+                    if rows is not None:  # data parallel over processes
+                        self.optimizer.zero_grad(set_to_none=True)
+                        with self._autocast():
+                            scalars = self.task.training_step_distributed(
+                                self.ddp, batch, step, self.generator, rows, self.dist.all_reduce_sum,
+                                self.dist.world_size,
+                            )
+                        loss = scalars["loss"]  # the global batch's: the same on every rank
+                        check = sync_each_step or step % train.log_every == 0
+                        if check and not torch.isfinite(loss.detach()).item():
+                            raise NumericalFault(self._fault_message(step, f"the loss is {loss.item()}"))
+                    elif map_fn is not None:  # forward and backward in parts, on several threads
                         self.optimizer.zero_grad(set_to_none=True)
                         scalars = self._training_step(batch, step, map_fn)
                         loss = scalars["loss"]
@@ -130,9 +185,16 @@ class Trainer:
                         self._evaluate(step)
                     if step % train.checkpoint_every == 0 or step == train.steps:
                         self.checkpoint(step)
-                    if self._stop_signal is not None:
+                    stop = self._stop_signal is not None
+                    if self.dist is not None:  # every rank stops after the same step
+                        stop = self.dist.any(stop, run.device)
+                        if stop and self._stop_signal is None:
+                            self._stop_signal = signal.SIGTERM
+                    if stop:
                         if run.last_checkpoint is None or run.last_checkpoint != step_folder(run.directory, step):
                             self.checkpoint(step)
+                        if self.dist is not None:  # no rank leaves while rank 0 still writes
+                            self.dist.barrier()
                         status = "interrupted"
                         raise Interrupted(
                             f"stopped by signal {signal.Signals(self._stop_signal).name} after step {step}; "
@@ -140,10 +202,13 @@ class Trainer:
                             f"`latentkit train --resume {run.directory} --steps {train.steps}`"
                         )
                 self._evaluate(train.steps)
-                save_training_checkpoint(
-                    run.directory / FINAL, self.model, self.optimizer, self.generator,
-                    dict(self.checkpoint_config, step=train.steps),
-                )
+                if self.is_main:
+                    save_training_checkpoint(
+                        run.directory / FINAL, self.model, self.optimizer, self.generator,
+                        dict(self.checkpoint_config, step=train.steps),
+                    )
+                if self.dist is not None:
+                    self.dist.barrier()
                 status = "completed"
         finally:
             self.hook.latentkit_run_end(run=run, status=status)
@@ -178,6 +243,10 @@ class Trainer:
         bad = self._non_finite_parameters()
         if bad:
             raise NumericalFault(self._fault_message(step, f"parameters {bad[:3]} are no longer finite"))
+        folder = step_folder(self.run.directory, step)
+        if not self.is_main:  # rank 0 alone writes; every rank reads the same folder on resume
+            self.run.last_checkpoint = folder
+            return folder
         config = dict(self.checkpoint_config, step=step)
         folder = save_training_checkpoint(
             step_folder(self.run.directory, step), self.model, self.optimizer, self.generator, config
