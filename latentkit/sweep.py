@@ -145,7 +145,8 @@ def flatten_metrics(results: dict) -> dict[str, float]:
     flat = {}
     for metric, values in results.items():
         for key, value in values.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("n_images",):
+            counts = key.startswith("n_images") or key.endswith("images_encoded")  # sizes, not results
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and not counts:
                 flat[f"{metric}.{key}"] = float(value)
     return flat
 
