@@ -121,7 +121,10 @@ class LatentFamily(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def traversal_values(self, unit: int, n: int) -> Tensor:
-        """Values to sweep ``unit`` through, ``(m, width of unit_slice(unit))``; ``n`` is a hint for continuous units."""
+        """Values to sweep ``unit`` through, ``(m, width of unit_slice(unit))``; ``n`` is a hint for continuous units.
+
+        For a discrete family, row ``k`` is the encoding of category ``k`` (one-hot for a categorical, ``[0]``/``[1]``
+        for a binary unit): figures, edits and conditional samples set a unit to category ``k`` with it."""
 
     # --- exact posterior, for Monte-Carlo checks ---------------------------------------------------------------------
     @abc.abstractmethod

@@ -52,8 +52,9 @@ The checks (each can fail; ``tests/test_conformance.py`` proves it with a delibe
     when ``has_rsample``: the sample is attached to the graph, and the gradient of a random projection of it reaches
     the features finite, non-zero for every row and every feature column (float64, moderate features).
 ``representative``
-    deterministic (same value twice, whatever the global RNG); for a discrete family it is one-hot per unit,
-    ``categories()`` is its argmax, and that category maximises ``log_posterior`` (i.e. it is the posterior's mode).
+    deterministic (same value twice, whatever the global RNG); for a discrete family it is, per unit, the encoding
+    (the ``traversal_values`` row: one-hot for a categorical, 0/1 for a binary unit) of the category ``categories()``
+    picks, and that category maximises ``log_posterior`` (i.e. it is the posterior's mode).
 
 Families with dependencies (``depends_on``, e.g. a mixture prior ``p(z | c)``): their ``kl``, ``log_prior`` and
 ``prior_sample`` read other channels through a :class:`~latentkit.core.LatentContext`, so they cannot be checked
@@ -288,8 +289,11 @@ def _check_shapes(subject: _Subject, s: hypothesis.settings) -> None:
         _expect_finite(values, f"traversal_values({u}, 7)")
     if fam.is_discrete:
         sizes = tuple(fam.unit_sizes())
-        widths = tuple(_width(size, fam.unit_slice(u)) for u in range(units))
-        assert sizes == widths, f"unit_sizes() is {sizes} but the unit slices are {widths} wide (one-hot per unit)"
+        rows = tuple(fam.traversal_values(u, 7).shape[0] for u in range(units))
+        assert sizes == rows, (
+            f"unit_sizes() is {sizes} but traversal_values gives {rows} values per unit: a discrete family's "
+            f"traversal_values(u, n) are the encodings of unit u's categories, one row per category"
+        )
 
     @s
     @given(features=moderate_features(latent.param_size), seed=seeds())
@@ -503,21 +507,21 @@ def _check_representative(subject: _Subject, s: hypothesis.settings) -> None:
             return
         cats = fam.categories(p)
         sizes = fam.unit_sizes()
+        codes = [fam.traversal_values(u, sizes[u]).to(rep.dtype) for u in range(units)]  # category k -> its encoding
         for u in range(units):
             block = rep[:, fam.unit_slice(u)]
-            is_one_hot = ((block == 0) | (block == 1)).all(1) & (block.sum(1) == 1)
-            assert is_one_hot.all(), f"representative of unit {u} is not one-hot: {block[~is_one_hot][0].tolist()}"
-            assert torch.equal(block.argmax(1), cats[:, u].to(torch.int64)), (
-                f"categories()[:, {u}] = {cats[:, u].tolist()} is not the argmax of the representative "
-                f"{block.argmax(1).tolist()}"
+            expected = codes[u][cats[:, u].to(torch.int64)]
+            same = (block == expected).all(1)
+            assert same.all(), (
+                f"representative of unit {u} is {block[~same][0].tolist()}, not the encoding "
+                f"{expected[~same][0].tolist()} of the category categories() picks (traversal_values' row)"
             )
         # The chosen category must be a mode of the posterior: score every category with log_posterior.
         scores = torch.full((batch, max(sizes), units), -math.inf, dtype=torch.float64)
         for k in range(max(sizes)):
             value = torch.zeros(batch, size, dtype=rep.dtype)
             for u in range(units):
-                sl = fam.unit_slice(u)
-                value[:, range(size)[sl][min(k, sizes[u] - 1)]] = 1
+                value[:, fam.unit_slice(u)] = codes[u][min(k, sizes[u] - 1)]
             log_q = fam.log_posterior(p, value).to(torch.float64)
             for u in range(units):
                 if k < sizes[u]:
