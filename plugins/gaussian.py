@@ -8,7 +8,7 @@ import numbers
 import torch
 from torch import Tensor
 
-from latentkit.core import LatentContext, LatentFamily, Params
+from latentkit.core import LatentContext, LatentFamily, OneColumnPerUnit, Params
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
 
@@ -18,7 +18,7 @@ LOGVAR_LIMIT = 30.0
 _LOG_2PI = math.log(2 * math.pi)
 
 
-class Gaussian(LatentFamily):
+class Gaussian(OneColumnPerUnit, LatentFamily):
     """``units`` independent Gaussian coordinates; posterior N(mean, exp(logvar)), prior N(0, 1).
 
     Encoder features: ``units`` means, then ``units`` log-variances.
@@ -35,17 +35,6 @@ class Gaussian(LatentFamily):
     @property
     def param_size(self) -> int:
         return 2 * self.units
-
-    @property
-    def sample_size(self) -> int:
-        return self.units
-
-    @property
-    def unit_count(self) -> int:
-        return self.units
-
-    def unit_slice(self, unit: int) -> slice:
-        return slice(unit, unit + 1)
 
     def params_from_features(self, features: Tensor) -> Params:
         mean, logvar = features[:, : self.units], features[:, self.units :]

@@ -16,7 +16,7 @@ import numbers
 import torch
 from torch import Tensor
 
-from latentkit.core import LatentContext, LatentFamily, Params
+from latentkit.core import LatentContext, LatentFamily, OneColumnPerUnit, Params
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
 
@@ -31,7 +31,7 @@ def _quantile(p: Tensor) -> Tensor:
     return -torch.sign(centred) * torch.log1p(-2 * centred.abs())
 
 
-class Laplace(LatentFamily):
+class Laplace(OneColumnPerUnit, LatentFamily):
     """``units`` independent Laplace coordinates. Encoder features: ``units`` locations, then ``units`` log-scales."""
 
     family_name = "laplace"
@@ -45,17 +45,6 @@ class Laplace(LatentFamily):
     @property
     def param_size(self) -> int:
         return 2 * self.units
-
-    @property
-    def sample_size(self) -> int:
-        return self.units
-
-    @property
-    def unit_count(self) -> int:
-        return self.units
-
-    def unit_slice(self, unit: int) -> slice:
-        return slice(unit, unit + 1)
 
     def params_from_features(self, features: Tensor) -> Params:
         loc, log_scale = features[:, : self.units], features[:, self.units :]

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from latentkit.core import LatentContext, LatentFamily, Params
+from latentkit.core import LatentContext, LatentFamily, OneColumnPerUnit, Params
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
 
@@ -29,7 +29,7 @@ _LOG2 = math.log(2)
 _EPS = 1e-12
 
 
-class RelaxedBernoulli(LatentFamily):
+class RelaxedBernoulli(OneColumnPerUnit, LatentFamily):
     """``units`` binary units. Encoder features: one logit per unit."""
 
     family_name = "relaxed_bernoulli"
@@ -46,17 +46,6 @@ class RelaxedBernoulli(LatentFamily):
     @property
     def param_size(self) -> int:
         return self.units
-
-    @property
-    def sample_size(self) -> int:
-        return self.units
-
-    @property
-    def unit_count(self) -> int:
-        return self.units
-
-    def unit_slice(self, unit: int) -> slice:
-        return slice(unit, unit + 1)
 
     def unit_sizes(self) -> tuple[int, ...]:
         return (2,) * self.units

@@ -1,6 +1,6 @@
 """Protocols of latentkit's core. Imports no plugin, no trainer, no CLI."""
 
-from latentkit.core.family import LatentContext, LatentFamily, Params
+from latentkit.core.family import LatentContext, LatentFamily, OneColumnPerUnit, Params
 from latentkit.core.joint import BatchRows, JointLatent
 from latentkit.core.model import JointVAE, ModelOutput
 from latentkit.core.network import ImageShape, NetworkFamily
@@ -15,6 +15,7 @@ __all__ = [
     "JointVAE",
     "LatentContext",
     "LatentFamily",
+    "OneColumnPerUnit",
     "ModelOutput",
     "NetworkFamily",
     "Objective",

@@ -156,3 +156,21 @@ class LatentFamily(nn.Module, abc.ABC):
     def extra_repr(self) -> str:
         bound = self.capacity_bound()
         return f"units={self.unit_count}, capacity_bound={'inf' if math.isinf(bound) else f'{bound:.4f}'}"
+
+
+class OneColumnPerUnit:
+    """Mixin for families whose every unit is one column of the sample (``self.units`` of them): Gaussian, Laplace,
+    binary units. Put it before :class:`LatentFamily` in the bases."""
+
+    units: int
+
+    @property
+    def sample_size(self) -> int:
+        return self.units
+
+    @property
+    def unit_count(self) -> int:
+        return self.units
+
+    def unit_slice(self, unit: int) -> slice:
+        return slice(unit, unit + 1)

@@ -25,7 +25,7 @@ import numbers
 import torch
 from torch import Tensor, nn
 
-from latentkit.core import LatentContext, LatentFamily, Params
+from latentkit.core import LatentContext, LatentFamily, OneColumnPerUnit, Params
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
 
@@ -33,7 +33,7 @@ LOGVAR_LIMIT = 30.0
 _LOG_2PI = math.log(2 * math.pi)
 
 
-class MixtureGaussian(LatentFamily):
+class MixtureGaussian(OneColumnPerUnit, LatentFamily):
     """Gaussian units whose prior mean is chosen by the category of channel ``parent``."""
 
     family_name = "mixture_gaussian"
@@ -56,17 +56,6 @@ class MixtureGaussian(LatentFamily):
     @property
     def param_size(self) -> int:
         return 2 * self.units
-
-    @property
-    def sample_size(self) -> int:
-        return self.units
-
-    @property
-    def unit_count(self) -> int:
-        return self.units
-
-    def unit_slice(self, unit: int) -> slice:
-        return slice(unit, unit + 1)
 
     # --- the parent ---------------------------------------------------------------------------------------------------
     def _weights(self, context: LatentContext) -> Tensor:
