@@ -7,6 +7,7 @@ the traceback instead.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -101,7 +102,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     spec = SweepSpec(args.recipe, out, args.steps, tuple(args.metric or ["reconstruction"]), args.data_root,
                      args.threads)
     print(f"{len(runs)} runs into {out} ({args.backend} backend)", flush=True)
-    progress = lambda line: print(line, flush=True)  # noqa: E731
+    progress = functools.partial(print, flush=True)
     results = run_ray(spec, runs, progress) if args.backend == "ray" else run_local(spec, runs, args.jobs, progress)
     print(summarise(results, out))
     print(f"summary: {out / 'summary.md'}, {out / 'summary.csv'}")

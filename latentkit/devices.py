@@ -18,3 +18,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} was asked for, but PyTorch sees no CUDA GPU here; use --device cpu")
     return dev
+
+
+def use_channels_last(memory_format: str, device: torch.device) -> bool:
+    """Whether convolutions run in channels_last: asked for, or ``"auto"`` on the CPU, where oneDNN's convolutions are
+    faster in it (``docs/performance.md``). The trainer and :mod:`latentkit.inference` follow the same rule."""
+    return memory_format == "channels_last" or (memory_format == "auto" and device.type == "cpu")

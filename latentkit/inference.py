@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from latentkit.devices import use_channels_last
+
 #: Images per forward pass for inference on the CPU.
 DEFAULT_BATCH = 256
 
@@ -35,7 +37,7 @@ def reconstruct(
     unchanged, and a second call finds them ready."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if channels_last is None:
-        channels_last = device.type == "cpu"
+        channels_last = use_channels_last("auto", device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     if channels_last:
         model.to(memory_format=torch.channels_last)

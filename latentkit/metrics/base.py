@@ -232,6 +232,11 @@ class CodeSampler:
         return sample_codes(self.ground_truth, self.represent, n, self.generator, self.chunk_size, self.prefetch)
 
 
+def axis_names(names: Any, count: int, prefix: str) -> tuple[str, ...]:
+    """The given names of ``count`` code dimensions or factors, else ``prefix0, prefix1, ...``."""
+    return tuple(names) if names else tuple(f"{prefix}{i}" for i in range(count))
+
+
 def check_ground_truth(metric: str, ground_truth: Any) -> GroundTruthData:
     if not isinstance(ground_truth, GroundTruthData):
         raise ConfigError(

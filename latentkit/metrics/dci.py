@@ -20,6 +20,7 @@ import numpy as np
 
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.metrics.base import (
+    axis_names,
     DEFAULT_CHUNK,
     Representation,
     CodeSampler,
@@ -74,18 +75,9 @@ def disentanglement(importance: np.ndarray) -> float:
     return float(np.sum(per_code * code_importance))
 
 
-def completeness_per_factor(importance: np.ndarray) -> np.ndarray:
-    if importance.shape[0] < 2:
-        return np.ones(importance.shape[1])
-    return 1.0 - _entropy(importance + 1e-11, base=importance.shape[0])
-
-
 def completeness(importance: np.ndarray) -> float:
-    per_factor = completeness_per_factor(importance)
-    if importance.sum() == 0.0:
-        importance = np.ones_like(importance)
-    factor_importance = importance.sum(axis=0) / importance.sum()
-    return float(np.sum(per_factor * factor_importance))
+    """Disentanglement with the roles swapped: how concentrated each factor is on few codes."""
+    return disentanglement(importance.T)
 
 
 def compute_dci(
@@ -94,8 +86,7 @@ def compute_dci(
     names: tuple[str, ...] | None = None, factor_names: tuple[str, ...] | None = None,
 ) -> dict:
     dims, num_factors = codes_train.shape[1], factors_train.shape[1]
-    names = tuple(names) if names is not None else tuple(f"z{i}" for i in range(dims))
-    factor_names = tuple(factor_names) if factor_names else tuple(f"factor{k}" for k in range(num_factors))
+    names, factor_names = axis_names(names, dims, "z"), axis_names(factor_names, num_factors, "factor")
     importance, train_acc, test_acc = importance_gbt(
         codes_train, factors_train, codes_test, factors_test, n_estimators, max_depth, seed
     )

@@ -35,6 +35,7 @@ import torch
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.errors import ConfigError
 from latentkit.metrics.base import (
+    axis_names,
     DEFAULT_CHUNK,
     Representation,
     CodeSampler,
@@ -107,7 +108,7 @@ def factor_vae_score(
     global_var = variances(codes, is_discrete)
     active = (np.sqrt(global_var) >= prune_threshold) & (global_var > 0)
     dims = codes.shape[1]
-    names = tuple(names) if names is not None else tuple(f"z{i}" for i in range(dims))
+    names = axis_names(names, dims, "z")
     result = {
         "score": 0.0,
         "eval_accuracy": 0.0,
@@ -157,7 +158,7 @@ def factor_vae_score(
     eval_votes = votes(num_eval)
     result["train_accuracy"] = float(train_votes[classifier, cols].sum() / train_votes.sum())
     result["eval_accuracy"] = result["score"] = float(eval_votes[classifier, cols].sum() / eval_votes.sum())
-    factor_names = tuple(gt.factor_names) or tuple(f"factor{k}" for k in range(gt.num_factors))
+    factor_names = axis_names(gt.factor_names, gt.num_factors, "factor")
     result["dim_to_factor"] = {
         names[i]: factor_names[classifier[i]] for i in np.flatnonzero(active) if train_votes[:, i].sum() > 0
     }

@@ -16,6 +16,7 @@ import numpy as np
 
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.metrics.base import (
+    axis_names,
     DEFAULT_CHUNK,
     Representation,
     CodeSampler,
@@ -70,8 +71,7 @@ def compute_mig(
 ) -> dict:
     """MIG of ``codes (N, D)`` against factor class indices ``factors (N, F)``."""
     dims, num_factors = codes.shape[1], factors.shape[1]
-    names = tuple(names) if names is not None else tuple(f"z{i}" for i in range(dims))
-    factor_names = tuple(factor_names) if factor_names else tuple(f"factor{k}" for k in range(num_factors))
+    names, factor_names = axis_names(names, dims, "z"), axis_names(factor_names, num_factors, "factor")
     m = mutual_info_matrix(discretize(codes, is_discrete, num_bins), factors)
     entropy = factor_entropies(factors)
     order = np.argsort(-m, axis=0, kind="stable")

@@ -28,6 +28,7 @@ import numpy as np
 
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.metrics.base import (
+    axis_names,
     DEFAULT_CHUNK,
     Representation,
     check_bool,
@@ -80,8 +81,7 @@ def compute_sap(
     names: tuple[str, ...] | None = None, factor_names: tuple[str, ...] | None = None,
 ) -> dict:
     dims, num_factors = codes.shape[1], factors.shape[1]
-    names = tuple(names) if names is not None else tuple(f"z{i}" for i in range(dims))
-    factor_names = tuple(factor_names) if factor_names else tuple(f"factor{k}" for k in range(num_factors))
+    names, factor_names = axis_names(names, dims, "z"), axis_names(factor_names, num_factors, "factor")
     matrix = score_matrix(codes, factors, codes_test, factors_test, continuous_factors, svm_c, seed, standardize)
     ordered = np.sort(matrix, axis=0)
     gaps = ordered[-1] - (ordered[-2] if dims > 1 else 0.0)

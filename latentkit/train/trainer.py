@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from latentkit.core import BatchRows
+from latentkit.devices import use_channels_last
 from latentkit.errors import ConfigError, LatentkitError
 from latentkit.recipe import TrainConfig
 from latentkit.train.distributed import Distributed
@@ -141,41 +143,20 @@ class Trainer:
                 self.model.train()
                 for step in range(start + 1, train.steps + 1):
                     idx = self.sampler.indices(step)
-                    rows = None
-                    if self.dist is not None:  # this rank's share of the global batch
-                        rows = self.dist.rows(idx.shape[0])
-                        idx = idx[rows.start : rows.start + rows.count]
+                    rows = self.dist.rows(idx.shape[0]) if self.dist is not None else None
+                    if rows is not None:  # this rank's share of the global batch
+                        idx = rows.take(idx)
                     idx = idx.to(images.device, non_blocking=True)
                     batch = images.index_select(0, idx).float().div_(255.0)
                     if self.channels_last:
                         batch = batch.contiguous(memory_format=torch.channels_last)
-                    if rows is not None:  # data parallel over processes
-                        self.optimizer.zero_grad(set_to_none=True)
-                        with self._autocast():
-                            scalars = self.task.training_step_distributed(
-                                self.ddp, batch, step, self.generator, rows, self.dist.all_reduce_sum,
-                                self.dist.world_size,
-                            )
-                        loss = scalars["loss"]  # the global batch's: the same on every rank
-                        check = sync_each_step or step % train.log_every == 0
-                        if check and not torch.isfinite(loss.detach()).item():
-                            raise NumericalFault(self._fault_message(step, f"the loss is {loss.item()}"))
-                    elif map_fn is not None:  # forward and backward in parts, on several threads
-                        self.optimizer.zero_grad(set_to_none=True)
-                        scalars = self._training_step(batch, step, map_fn)
-                        loss = scalars["loss"]
-                        if not torch.isfinite(loss.detach()).item():
-                            raise NumericalFault(self._fault_message(step, f"the loss is {loss.item()}"))
-                    else:
-                        scalars = self._training_step(batch, step)
-                        loss = scalars["loss"]
-                        # On a GPU, reading the loss waits for the step to finish: check at logging steps only (a
-                        # fault in between still never reaches a checkpoint, which refuses non-finite weights).
-                        check = sync_each_step or step % train.log_every == 0
-                        if check and not torch.isfinite(loss.detach()).item():
-                            raise NumericalFault(self._fault_message(step, f"the loss is {loss.item()}"))
-                        self.optimizer.zero_grad(set_to_none=True)
-                        loss.backward()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    scalars = self._training_step(batch, step, rows, map_fn)
+                    loss = scalars["loss"]  # under torchrun the global batch's: the same on every rank
+                    # On a GPU, reading the loss waits for the step to finish: check at logging steps only (a fault in
+                    # between still never reaches a checkpoint, which refuses non-finite weights).
+                    if (sync_each_step or step % train.log_every == 0) and not torch.isfinite(loss.detach()).item():
+                        raise NumericalFault(self._fault_message(step, f"the loss is {loss.item()}"))
                     self.optimizer.step()
                     run.step = step
                     if step % train.log_every == 0:
@@ -214,12 +195,21 @@ class Trainer:
             self.hook.latentkit_run_end(run=run, status=status)
         return run
 
-    def _training_step(self, batch: torch.Tensor, step: int, map_fn=None) -> dict[str, torch.Tensor]:
+    def _training_step(self, batch: torch.Tensor, step: int, rows: BatchRows | None, map_fn) -> dict[str, torch.Tensor]:
+        """Forward and backward of one batch — in one pass, in parts on threads, or as this rank's share — leaving
+        the gradients in the parameters; returns the scalars."""
         try:
-            if map_fn is not None:
+            if rows is not None:  # data parallel over processes
+                with self._autocast():
+                    return self.task.training_step_distributed(
+                        self.ddp, batch, step, self.generator, rows, self.dist.all_reduce_sum, self.dist.world_size
+                    )
+            if map_fn is not None:  # in parts, on several threads
                 return self.task.training_step_in_parts(batch, step, self.generator, self.parts, map_fn)
             with self._autocast():
-                return self.task.training_step(batch, step, self.generator)
+                scalars = self.task.training_step(batch, step, self.generator)
+            scalars["loss"].backward()
+            return scalars
         except RuntimeError as exc:
             # Non-finite weights make some ops raise (BCE rejects NaN probabilities): report it as what it is.
             bad = self._non_finite_parameters()
@@ -304,12 +294,6 @@ class Trainer:
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
-
-
-def use_channels_last(memory_format: str, device: torch.device) -> bool:
-    """Whether to train in channels_last: asked for, or "auto" on the CPU (measured faster there for the conv nets;
-    ``benchmarks/throughput.py``)."""
-    return memory_format == "channels_last" or (memory_format == "auto" and device.type == "cpu")
 
 
 def batch_parts(setting: int, device: torch.device, task: Any) -> int:
