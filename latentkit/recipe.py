@@ -115,6 +115,40 @@ class Capacity:
         return {"name": "linear", "options": {"c_min": float(self.c_min), "c_max": float(self.c_max), "steps": self.steps}}
 
 
+@attrs.define
+class ExtraChannel:
+    """A latent channel beyond JointVAEConfig's ``cont`` and ``disc``: any registered family, its options, γ and
+    capacity (e.g. ``ExtraChannel("bits", "relaxed_bernoulli", {"units": 4}, gamma=30.0, capacity=Capacity(0, 2.0))``).
+    """
+
+    name: str
+    family: str
+    options: dict = attrs.field(factory=dict)
+    gamma: float = attrs.field(default=30.0, validator=_non_negative_float)
+    capacity: Capacity = attrs.field(factory=Capacity)
+
+
+def _extra_channels(value: Any) -> list[ExtraChannel]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ConfigError(f"extra_channels must be a list of ExtraChannel (or dicts with name, family, ...), got {value!r}")
+    out = []
+    for item in value:
+        if isinstance(item, ExtraChannel):
+            out.append(item)
+        elif isinstance(item, dict) and {"name", "family"} <= set(item):
+            item = dict(item)
+            cap = item.pop("capacity", None)
+            if isinstance(cap, dict):
+                cap = Capacity(**cap)
+            try:
+                out.append(ExtraChannel(**item, **({"capacity": cap} if cap is not None else {})))
+            except TypeError as exc:
+                raise ConfigError(f"extra channel {item.get('name')!r}: {exc}") from None
+        else:
+            raise ConfigError(f"an extra channel needs at least a name and a family, got {item!r}")
+    return out
+
+
 def _sizes(value: Any) -> list[int]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise ConfigError(f"disc_sizes must be a list of category counts such as [10], got {value!r}")
@@ -143,6 +177,12 @@ class JointVAEConfig:
     hidden: int = attrs.field(default=256, validator=_positive_int)
     loss_scale: str = "pixels"
     channel_mean_compat: bool = False
+    #: more channels after ``cont`` and ``disc``, of any registered family, each with its own γ and capacity
+    extra_channels: list[ExtraChannel] = attrs.field(factory=list, converter=_extra_channels)
+    #: the objective plugin: ``jointvae``, or one that adds a term to it (``tcvae``, ``factorvae``)
+    objective: str = "jointvae"
+    #: options of that objective beyond the per-channel terms (e.g. ``{"tc_weight": 10.0}``)
+    objective_options: dict = attrs.field(factory=dict)
     train: TrainConfig = attrs.field(factory=TrainConfig)
 
     def experiment(self) -> Experiment:
@@ -155,13 +195,29 @@ class JointVAEConfig:
                 ChannelSpec("disc", "gumbel_softmax", {"sizes": list(self.disc_sizes), "temperature": self.temperature})
             )
             terms["disc"] = {"gamma": float(self.disc_gamma), "capacity": self.disc_capacity.component()}
+        for extra in self.extra_channels:
+            if extra.name in terms:
+                raise ConfigError(f"extra channel {extra.name!r} clashes with a channel of the same name; rename it")
+            channels.append(ChannelSpec(extra.name, extra.family, dict(extra.options)))
+            terms[extra.name] = {"gamma": float(extra.gamma), "capacity": extra.capacity.component()}
         if not channels:
             raise ConfigError("the recipe has no latent channel: set cont_units > 0 or a non-empty disc_sizes")
+        reserved = {"terms", "scale", "channel_mean_compat"} & set(self.objective_options)
+        if reserved:
+            raise ConfigError(
+                f"objective_options may not set {sorted(reserved)}: they come from the recipe's own fields "
+                f"(the per-channel gammas and capacities, loss_scale, channel_mean_compat)"
+            )
         return Experiment(
             model=ModelSpec(self.image_shape, channels, Component(self.network, {"hidden": self.hidden})),
             objective=Component(
-                "jointvae",
-                {"terms": terms, "scale": self.loss_scale, "channel_mean_compat": self.channel_mean_compat},
+                self.objective,
+                {
+                    "terms": terms,
+                    "scale": self.loss_scale,
+                    "channel_mean_compat": self.channel_mean_compat,
+                    **self.objective_options,
+                },
             ),
             dataset=Component(self.dataset, dict(self.dataset_options)),
             train=self.train,
