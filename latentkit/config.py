@@ -59,21 +59,30 @@ class ChannelSpec:
         return cls(str(data["name"]), str(data["family"]), data.get("options"))
 
 
-def _image_shape(value: Any) -> tuple[int, int, int]:
+#: What one sample of the data may be: a vector ``(D,)``, a multi-channel signal ``(C, L)`` or an image ``(C, H, W)``.
+SAMPLE_SHAPE_HELP = "the shape of one sample: (D,) for a vector, (C, L) for a signal, (C, H, W) for an image"
+
+
+def _image_shape(value: Any) -> tuple[int, ...]:
+    """``image_shape`` keeps its name (checkpoints and run configs store it) but holds the shape of any sample."""
     try:
         shape = tuple(int(v) for v in value)
     except (TypeError, ValueError):
-        raise ConfigError(f"image_shape must be three whole numbers (channels, height, width), got {value!r}") from None
-    if len(shape) != 3 or min(shape) < 1:
-        raise ConfigError(f"image_shape must be three positive numbers (channels, height, width), got {value!r}")
-    return shape  # type: ignore[return-value]
+        raise ConfigError(f"image_shape must be 1 to 3 whole numbers, {SAMPLE_SHAPE_HELP}; got {value!r}") from None
+    if not 1 <= len(shape) <= 3 or min(shape) < 1:
+        raise ConfigError(f"image_shape must be 1 to 3 positive numbers, {SAMPLE_SHAPE_HELP}; got {value!r}")
+    return shape
 
 
 @attrs.frozen
 class ModelSpec:
-    """Everything needed to build a :class:`~latentkit.core.JointVAE`: image shape, channels in order, network."""
+    """Everything needed to build a :class:`~latentkit.core.JointVAE`: sample shape, channels in order, network.
 
-    image_shape: tuple[int, int, int] = attrs.field(converter=_image_shape)
+    ``image_shape`` is the shape of one sample — ``(D,)``, ``(C, L)`` or ``(C, H, W)`` — named for the images the
+    framework started with; the name stays because checkpoints and run configs store it.
+    """
+
+    image_shape: tuple[int, ...] = attrs.field(converter=_image_shape)
     channels: tuple[ChannelSpec, ...] = attrs.field(converter=tuple)
     network: Component = attrs.field(factory=lambda: Component("jointvae_conv"))
 

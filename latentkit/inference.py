@@ -12,14 +12,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from latentkit.data.provider import as_float_batch
 from latentkit.devices import use_channels_last
 
 #: Images per forward pass for inference on the CPU.
 DEFAULT_BATCH = 256
-
-
-def _as_float(batch: Tensor) -> Tensor:
-    return batch.float().div_(255) if batch.dtype == torch.uint8 else batch.float()
 
 
 def reconstruct(
@@ -47,7 +44,8 @@ def reconstruct(
     try:
         with torch.inference_mode():
             for start in range(0, images.shape[0], batch_size):
-                x = _as_float(images[start : start + batch_size].to(device)).contiguous(memory_format=fmt)
+                x = as_float_batch(images[start : start + batch_size].to(device))
+                x = x.contiguous(memory_format=fmt if x.dim() == 4 else torch.contiguous_format)
                 params = model.encode(x)
                 z = model.latent.concat(model.latent.sample(params, reparametrise=False))
                 out.append(model.decode(z).float().cpu())

@@ -177,6 +177,10 @@ class JointVAEConfig:
     hidden: int = attrs.field(default=256, validator=_positive_int)
     loss_scale: str = "pixels"
     channel_mean_compat: bool = False
+    #: the reconstruction term: "bernoulli" (data in [0, 1], images) or "gaussian" (real values; docs/non-image.md)
+    likelihood: str = "bernoulli"
+    #: σ of the Gaussian likelihood (ignored by "bernoulli")
+    sigma: float = attrs.field(default=0.1, validator=_positive_float)
     #: more channels after ``cont`` and ``disc``, of any registered family, each with its own γ and capacity
     extra_channels: list[ExtraChannel] = attrs.field(factory=list, converter=_extra_channels)
     #: the objective plugin: ``jointvae``, or one that adds a term to it (``tcvae``, ``factorvae``)
@@ -202,11 +206,11 @@ class JointVAEConfig:
             terms[extra.name] = {"gamma": float(extra.gamma), "capacity": extra.capacity.component()}
         if not channels:
             raise ConfigError("the recipe has no latent channel: set cont_units > 0 or a non-empty disc_sizes")
-        reserved = {"terms", "scale", "channel_mean_compat"} & set(self.objective_options)
+        reserved = {"terms", "scale", "channel_mean_compat", "likelihood", "sigma"} & set(self.objective_options)
         if reserved:
             raise ConfigError(
                 f"objective_options may not set {sorted(reserved)}: they come from the recipe's own fields "
-                f"(the per-channel gammas and capacities, loss_scale, channel_mean_compat)"
+                f"(the per-channel gammas and capacities, loss_scale, channel_mean_compat, likelihood, sigma)"
             )
         return Experiment(
             model=ModelSpec(self.image_shape, channels, Component(self.network, {"hidden": self.hidden})),
@@ -216,6 +220,8 @@ class JointVAEConfig:
                     "terms": terms,
                     "scale": self.loss_scale,
                     "channel_mean_compat": self.channel_mean_compat,
+                    "likelihood": self.likelihood,
+                    "sigma": float(self.sigma),
                     **self.objective_options,
                 },
             ),

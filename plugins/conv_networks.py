@@ -45,7 +45,10 @@ class JointVAEConv(NetworkFamily):
         try:
             channels, height, width = (int(v) for v in image_shape)
         except (TypeError, ValueError):
-            raise ConfigError(f"image_shape must be (channels, height, width), got {image_shape!r}") from None
+            raise ConfigError(
+                f"the jointvae_conv network takes images, image_shape (channels, height, width); got {image_shape!r} — "
+                f"for signals (C, L) or vectors (D,) choose the mlp network"
+            ) from None
         if channels < 1:
             raise ConfigError(f"image_shape needs at least one channel, got {image_shape!r}")
         if height != width or height not in SUPPORTED_SIZES:

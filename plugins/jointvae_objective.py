@@ -1,12 +1,22 @@
 """The JointVAE objective: reconstruction + Σ_c γ_c·|KL_c − C_c(step)|.
 
-* Reconstruction: Bernoulli negative log-likelihood (binary cross-entropy) summed over an image's pixels, averaged
-  over the batch.
+* Reconstruction: a negative log-likelihood summed over all values of a sample (every pixel of every channel of an
+  image, every point of a signal, every entry of a vector), averaged over the batch. ``likelihood="bernoulli"`` (the
+  default, the paper's) is binary cross-entropy against decoder outputs in [0, 1]; ``likelihood="gaussian"`` is the
+  NLL of N(x; x̂, σ²) per value, ``(x − x̂)²/(2σ²) + ½·log(2πσ²)``, with a fixed ``sigma`` — the constant is included,
+  so the logged ``recon`` is a true NLL in nats, comparable across σ and with other models.
 * KL_c: channel c's KL summed over its units, averaged over the batch.
 * C_c(step): the channel's capacity schedule, clipped at the family's capacity bound (Σ log K for categoricals); both
   the asked-for and the clipped value are logged, so the clipping is visible.
-* ``loss`` (what the optimiser sees) is divided by H·W, as the original code does; the logged ``objective``,
-  ``recon`` and KL terms are unscaled.
+* ``loss`` (what the optimiser sees) is divided by the number of values per channel (``scale="pixels"``): H·W for an
+  image ``(C, H, W)``, as the original code does; L for a signal ``(C, L)``; D for a vector ``(D,)``. The logged
+  ``objective``, ``recon`` and KL terms are unscaled.
+
+Choosing σ: it fixes how many nats a reconstruction error costs — (x − x̂)²/(2σ²) per value — and so, against the
+capacity terms, how much detail the latent is pushed to carry, as β does in a β-VAE. The default, 0.1, suits data
+scaled to [0, 1]: an error of a tenth of the range costs half a nat per value, enough for the decoder to follow the
+shape of a signal while noise well below that scale is left to the likelihood. Use the data's own noise level when it
+is known.
 
 With ``channel_mean_compat=True`` the reconstruction term reproduces the original code's quirk for multi-channel
 images: it summed BCE over rows of H·W pixels and averaged over C·B rows, i.e. the true per-image sum divided by C.
@@ -32,6 +42,16 @@ from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
 
 SCALES = ("pixels", "none")
+LIKELIHOODS = ("bernoulli", "gaussian")
+#: σ of the Gaussian likelihood when none is given (module docstring: why 0.1)
+DEFAULT_SIGMA = 0.1
+
+
+def values_per_channel(image_shape: tuple[int, ...]) -> int:
+    """What ``scale="pixels"`` divides the loss by: prod(shape[1:]) (H·W of an image, L of a signal), or D for a
+    vector ``(D,)``, which has no channel axis."""
+    shape = tuple(int(v) for v in image_shape)
+    return math.prod(shape[1:]) if len(shape) >= 2 else math.prod(shape)
 
 
 class JointVAEObjective(StatisticsObjective):
@@ -40,10 +60,12 @@ class JointVAEObjective(StatisticsObjective):
     def __init__(
         self,
         latent: JointLatent,
-        image_shape: tuple[int, int, int],
+        image_shape: tuple[int, ...],
         terms: Mapping[str, tuple[float, CapacitySchedule]],
         scale: str = "pixels",
         channel_mean_compat: bool = False,
+        likelihood: str = "bernoulli",
+        sigma: float = DEFAULT_SIGMA,
     ):
         missing = [name for name in latent.names if name not in terms]
         extra = [name for name in terms if name not in latent.names]
@@ -57,14 +79,25 @@ class JointVAEObjective(StatisticsObjective):
                 raise ConfigError(f"gamma of channel {name!r} must be a finite non-negative number, got {gamma!r}")
         if scale not in SCALES:
             raise ConfigError(f"jointvae scale must be one of {SCALES}, got {scale!r}")
-        channels, height, width = image_shape
+        if likelihood not in LIKELIHOODS:
+            raise ConfigError(
+                f"jointvae likelihood must be one of {LIKELIHOODS} ('bernoulli' for data in [0, 1] such as images, "
+                f"'gaussian' for real-valued data), got {likelihood!r}"
+            )
+        if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not 0 < sigma < math.inf:
+            raise ConfigError(
+                f"jointvae sigma (the Gaussian likelihood's standard deviation) must be a positive number such as "
+                f"{DEFAULT_SIGMA}, got {sigma!r}"
+            )
+        shape = tuple(int(v) for v in image_shape)
         self.latent = latent
         self.terms = {name: (float(terms[name][0]), terms[name][1]) for name in latent.names}
         self.bounds = latent.capacity_bounds()
         self.unit_names = latent.unit_names()
-        self.pixels = height * width
-        # Per-image sum = mean over all values x this factor.
-        self.recon_factor = height * width * (1 if channel_mean_compat else channels)
+        self.likelihood, self.sigma = likelihood, float(sigma)
+        self.pixels = values_per_channel(shape)
+        # Per-sample sum = mean over all values x this factor (the original's quirk divides it by C: module docstring).
+        self.recon_factor = math.prod(shape) if not channel_mean_compat else self.pixels
         self.divisor = float(self.pixels) if scale == "pixels" else 1.0
 
     def capacity(self, name: str, step: int) -> tuple[float, float]:
@@ -72,11 +105,18 @@ class JointVAEObjective(StatisticsObjective):
         asked = self.terms[name][1](step)
         return asked, min(asked, self.bounds[name])
 
+    def reconstruction_nll(self, reconstruction: Tensor, x: Tensor) -> Tensor:
+        """The batch mean of each sample's negative log-likelihood, summed over its values (float32 inputs)."""
+        if self.likelihood == "gaussian":
+            per_value = F.mse_loss(reconstruction, x, reduction="mean") / (2 * self.sigma**2)
+            return (per_value + (math.log(self.sigma) + 0.5 * math.log(2 * math.pi))) * self.recon_factor
+        return F.binary_cross_entropy(reconstruction, x, reduction="mean") * self.recon_factor
+
     def statistics(self, x: Tensor, output: ModelOutput) -> dict[str, Tensor]:
-        """``recon``: the batch mean of each image's BCE sum; ``kl/<channel>``: each unit's batch-mean KL."""
+        """``recon``: the batch mean of each sample's NLL sum; ``kl/<channel>``: each unit's batch-mean KL."""
         # BCE is unsafe under autocast: compute it in float32 whatever precision the forward pass ran in.
         with torch.autocast(x.device.type, enabled=False):
-            recon = F.binary_cross_entropy(output.reconstruction.float(), x.float(), reduction="mean") * self.recon_factor
+            recon = self.reconstruction_nll(output.reconstruction.float(), x.float())
         kl_units = self.latent.kl(output.params, output.samples)
         return {"recon": recon, **{f"kl/{name}": units.mean(0) for name, units in kl_units.items()}}
 
@@ -105,13 +145,16 @@ class JointVAEObjective(StatisticsObjective):
 
 def build_jointvae_objective(
     latent: JointLatent,
-    image_shape: tuple[int, int, int],
+    image_shape: tuple[int, ...],
     registry,
     terms: Mapping[str, Mapping],
     scale: str = "pixels",
     channel_mean_compat: bool = False,
+    likelihood: str = "bernoulli",
+    sigma: float = DEFAULT_SIGMA,
 ) -> JointVAEObjective:
-    """Build from JSON-like options: ``terms = {channel: {"gamma": γ, "capacity": {"name": ..., "options": {...}}}}``."""
+    """Build from JSON-like options: ``terms = {channel: {"gamma": γ, "capacity": {"name": ..., "options": {...}}}}``;
+    ``likelihood`` (``"bernoulli"`` or ``"gaussian"``) and its ``sigma`` choose the reconstruction term."""
     if not isinstance(terms, Mapping):
         raise ConfigError(
             f"jointvae terms must map each channel name to {{'gamma': ..., 'capacity': ...}}, got {terms!r}"
@@ -139,7 +182,10 @@ def build_jointvae_objective(
         except TypeError as exc:
             raise ConfigError(f"capacity schedule {cap['name']!r} of channel {name!r}: {exc}") from None
         built[name] = (term["gamma"], schedule)
-    return JointVAEObjective(latent, image_shape, built, scale=scale, channel_mean_compat=channel_mean_compat)
+    return JointVAEObjective(
+        latent, image_shape, built, scale=scale, channel_mean_compat=channel_mean_compat, likelihood=likelihood,
+        sigma=sigma,
+    )
 
 
 @hookimpl

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from latentkit.data.provider import ImageData
+from latentkit.data.provider import ImageData, as_float_batch
 from latentkit.errors import ConfigError
 from latentkit.metrics import dci, factorvae, mig, sap
 from latentkit.metrics.accuracy import cluster_accuracy, combine_categories
@@ -49,7 +49,7 @@ def encode_categories(model: nn.Module, data: ImageData, batch_size: int = 1000,
     try:
         with torch.no_grad():
             for start in range(0, len(data), batch_size):
-                x = data.images[start : start + batch_size].to(device).float().div_(255)
+                x = as_float_batch(data.images[start : start + batch_size].to(device))
                 params = model.encode(x)
                 parts.append(torch.cat([family.categories(params[name]) for name, family in discrete], dim=1).cpu())
     finally:

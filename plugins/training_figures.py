@@ -4,12 +4,19 @@ Every ``train.figures_every`` steps (at the first logging step at or after each 
 run, every unit is traversed from the neutral latent (0 / category 0) — no random draws, so drawing a figure never
 changes the training's random stream and a resumed run stays bit-identical — with rows ordered by the KL logged at
 that step, most informative first.
+
+Samples that are not images — signals ``(C, L)``, vectors ``(D,)`` — are drawn as line plots (one panel per unit,
+its decoded curves coloured along the traversal; :mod:`latentkit.viz.lines`). A shape that is neither (an image of 2
+or 4+ channels) gets no figures: one notice, once per run, and the training goes on.
 """
 
 from __future__ import annotations
 
+import sys
+
 from latentkit.plugins import hookimpl
 from latentkit.viz.images import image_grid, save_png
+from latentkit.viz.lines import line_grid, sample_kind
 from latentkit.viz.traversal import traversal_rows
 
 FOLDER = "figures/training"
@@ -22,15 +29,35 @@ def _every(run) -> int:
     return int(run.config.get("experiment", {}).get("train", {}).get("figures_every", 0) or 0)
 
 
+def _drawable(run) -> bool:
+    """Whether this run's samples can be drawn; says why not, once per run, when they cannot."""
+    shape = tuple(run.model.image_shape)
+    if sample_kind(shape) is not None:
+        return True
+    state = run.plugin_state.setdefault(STATE, {})
+    if not state.get("skipped") and not run.quiet:
+        print(f"note: training figures skipped: samples of shape {shape} are neither images with 1 or 3 channels nor "
+              f"signals/vectors to plot as lines", file=sys.stderr)
+    state["skipped"] = True
+    return False
+
+
 def draw(run, step: int, scalars: dict | None = None):
-    """Write the traversal grid of ``run.model`` at ``step``; returns the PNG's path."""
+    """Write the traversal grid of ``run.model`` at ``step``; returns the PNG's path (``None`` when the samples cannot
+    be drawn)."""
+    if not _drawable(run):
+        return None
     latent = run.model.latent
     units = [u for names in latent.unit_names().values() for u in names]
     kl = {u: scalars[f"kl_unit/{u}"] for u in units if scalars and f"kl_unit/{u}" in scalars}
     if len(kl) == len(units):
         units = sorted(units, key=lambda u: -kl[u])
     labels = [f"{u}  {kl[u]:.2f}" if u in kl else u for u in units]
-    image = image_grid(traversal_rows(run.model, units, VALUES), row_labels=labels, title=f"step {step}")
+    rows = traversal_rows(run.model, units, VALUES)
+    if sample_kind(run.model.image_shape) == "image":
+        image = image_grid(rows, row_labels=labels, title=f"step {step}")
+    else:
+        image = line_grid(rows, row_labels=labels, title=f"step {step}")
     path = save_png(image, run.directory / FOLDER / f"traversals-step-{step:08d}.png")
     writer = run.plugin_state.get("tensorboard")  # opened by the run_logging plugin, when present
     if writer is not None:

@@ -1,8 +1,12 @@
-"""The network protocol: a network plugin builds an encoder and a decoder for an image shape.
+"""The network protocol: a network plugin builds an encoder and a decoder for a data shape.
 
-The encoder maps ``(B, C, H, W)`` images to ``(B, out_features)`` flat features (the joint latent decides how many it
-consumes); the decoder maps ``(B, in_features)`` latent vectors to ``(B, C, H, W)`` pixel probabilities in [0, 1].
-An image shape the network cannot take must raise :class:`latentkit.errors.ConfigError` when the network is built.
+The data shape (``image_shape``, a name kept from the images the framework started with) is the shape of one sample:
+``(C, H, W)`` for an image, ``(C, L)`` for a multi-channel signal, ``(D,)`` for a vector. The encoder maps a batch
+``(B, *shape)`` to ``(B, out_features)`` flat features (the joint latent decides how many it consumes); the decoder
+maps ``(B, in_features)`` latent vectors back to ``(B, *shape)`` — probabilities in [0, 1] for a Bernoulli likelihood,
+or real values for a Gaussian one (the objective's choice; the network only has to produce the right range).
+A shape the network cannot take (a convolutional network given a vector) must raise
+:class:`latentkit.errors.ConfigError` when the network is built, naming the shapes it takes.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ import abc
 
 from torch import nn
 
-ImageShape = tuple[int, int, int]
+#: The shape of one sample: ``(C, H, W)``, ``(C, L)`` or ``(D,)``.
+ImageShape = tuple[int, ...]
 
 
 class NetworkFamily(abc.ABC):
@@ -19,8 +24,8 @@ class NetworkFamily(abc.ABC):
 
     @abc.abstractmethod
     def encoder(self, image_shape: ImageShape, out_features: int) -> nn.Module:
-        """A module mapping images to ``out_features`` flat features."""
+        """A module mapping samples ``(B, *image_shape)`` to ``out_features`` flat features."""
 
     @abc.abstractmethod
     def decoder(self, in_features: int, image_shape: ImageShape) -> nn.Module:
-        """A module mapping latent vectors to pixel probabilities."""
+        """A module mapping latent vectors to samples ``(B, *image_shape)``."""

@@ -5,8 +5,9 @@ set is a full factorial grid: factor ``k`` takes ``factor_sizes[k]`` values, and
 index over the factors (the last factor varies fastest), exactly as dSprites stores its images. Factors are addressed
 by their *class index* (0 .. size-1); :meth:`GroundTruthData.factor_values` gives the physical values.
 
-Images come from factor indices (:meth:`images`), so a procedural generator needs no storage and a stored data set
-(the real dSprites npz) simply indexes its array: both are the same to a metric.
+Images — or any samples: a signal ``(C, L)``, a vector ``(D,)``, uint8 or float32 as :mod:`latentkit.data.provider`
+describes — come from factor indices (:meth:`images`), so a procedural generator needs no storage and a stored data
+set (the real dSprites npz) simply indexes its array: both are the same to a metric.
 """
 
 from __future__ import annotations
@@ -34,12 +35,12 @@ class GroundTruthData(abc.ABC):
 
     @property
     @abc.abstractmethod
-    def image_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of the images."""
+    def image_shape(self) -> tuple[int, ...]:
+        """The shape of one sample: ``(C, H, W)`` for images, ``(C, L)`` for signals, ``(D,)`` for vectors."""
 
     @abc.abstractmethod
     def images(self, factors: Tensor) -> Tensor:
-        """uint8 images ``(N, C, H, W)`` for factor class indices ``(N, n_factors)``."""
+        """Samples ``(N, *image_shape)`` (uint8 images, or float32) for factor class indices ``(N, n_factors)``."""
 
     @abc.abstractmethod
     def factor_values(self, factors: Tensor) -> Tensor:
@@ -150,8 +151,12 @@ class ArrayGroundTruth(GroundTruthData):
         self.discrete_factors = tuple(bool(d) for d in discrete_factors)
         if not len(self.factor_names) == len(self.factor_sizes) == len(self.discrete_factors):
             raise ConfigError("factor_names, factor_sizes and discrete_factors must have one entry per factor")
-        if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
-            raise DataError(f"images must be a uint8 (N, C, H, W) tensor, got {getattr(images, 'dtype', type(images))}")
+        stored_ok = isinstance(images, Tensor) and images.dtype in (torch.uint8, torch.float32)
+        if not stored_ok or not 2 <= images.dim() <= 4:
+            raise DataError(
+                f"samples must be a uint8 or float32 tensor (N, C, H, W), (N, C, L) or (N, D), got "
+                f"{getattr(images, 'dtype', type(images))} {tuple(getattr(images, 'shape', ()))}"
+            )
         if images.shape[0] != len(self):
             raise DataError(
                 f"a ground-truth grid of {dict(zip(self.factor_names, self.factor_sizes))} has {len(self)} images, "
@@ -182,8 +187,8 @@ class ArrayGroundTruth(GroundTruthData):
         self._values = values
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self._images.shape[1:])  # type: ignore[return-value]
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self._images.shape[1:])
 
     def images(self, factors: Tensor) -> Tensor:
         index = self.factors_to_index(factors)

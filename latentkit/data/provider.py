@@ -1,7 +1,10 @@
-"""The data-set protocol: a provider loads a split as uint8 image tensors held in memory.
+"""The data-set protocol: a provider loads a split as tensors of samples held in memory.
 
-Images stay uint8 (``(N, C, H, W)``, values 0..255) until a batch is drawn and divided by 255 on the training device:
-no per-image Python work in the hot loop. Labels (classes) and ground-truth factors are optional.
+A sample is an image ``(C, H, W)``, a multi-channel signal ``(C, L)`` or a vector ``(D,)``; a split is ``(N, *shape)``.
+Images stay uint8 (values 0..255) until a batch is drawn and divided by 255 on the training device: no per-image
+Python work in the hot loop, and a quarter of the memory. Real-valued data (signals, vectors) is stored float32 and
+used as is. :func:`as_float_batch` is the one place stored samples become model inputs, so every consumer (trainer,
+metrics, figures, inference) agrees on it. Labels (classes) and ground-truth factors are optional.
 """
 
 from __future__ import annotations
@@ -17,24 +20,51 @@ from torch import Tensor
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.errors import DataError
 
+#: dtypes a data set may store its samples in: uint8 (scaled by 1/255 when drawn) or float32 (used as is)
+SAMPLE_DTYPES = (torch.uint8, torch.float32)
+
+
+def as_float_batch(samples: Tensor) -> Tensor:
+    """Stored samples as the float32 batch a model reads: uint8 divided by 255, floating point as float32.
+
+    A float32 input is returned as is (no copy: callers that change the batch in place must copy it first); a uint8
+    input gives a new tensor, computed as ``samples.float().div_(255)`` so that the values are bit-identical to
+    torchvision's ``ToTensor`` and to every earlier run.
+    """
+    if samples.dtype == torch.uint8:
+        return samples.float().div_(255.0)
+    if samples.is_floating_point():
+        return samples.float()
+    raise DataError(
+        f"samples must be uint8 (images, 0..255) or floating point (used as is), got {samples.dtype}; convert the "
+        f"data set's tensors to one of {[str(d).replace('torch.', '') for d in SAMPLE_DTYPES]}"
+    )
+
 
 @attrs.frozen
 class ImageData:
-    images: Tensor  #: uint8, ``(N, C, H, W)``
+    """A loaded split. ``images`` holds the samples, ``(N, *shape)``: images, signals or vectors (the name stays from
+    the image data sets the framework started with)."""
+
+    images: Tensor  #: uint8 (0..255) or float32, ``(N, C, H, W)``, ``(N, C, L)`` or ``(N, D)``
     labels: Tensor | None = None  #: int64 class labels, ``(N,)``
     factors: Tensor | None = None  #: ground-truth factor values, ``(N, n_factors)``
     factor_names: tuple[str, ...] = ()
 
     def __attrs_post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise DataError(f"images must be a uint8 (N, C, H, W) tensor, got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.images.dtype not in SAMPLE_DTYPES or not 2 <= self.images.dim() <= 4:
+            raise DataError(
+                f"samples must be a uint8 or float32 tensor of shape (N, C, H, W), (N, C, L) or (N, D), got "
+                f"{self.images.dtype} {tuple(self.images.shape)}"
+            )
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+    def image_shape(self) -> tuple[int, ...]:
+        """The shape of one sample: ``(C, H, W)``, ``(C, L)`` or ``(D,)``."""
+        return tuple(self.images.shape[1:])
 
 
 class DatasetProvider(abc.ABC):
@@ -45,8 +75,8 @@ class DatasetProvider(abc.ABC):
 
     @property
     @abc.abstractmethod
-    def image_shape(self) -> tuple[int, int, int]:
-        """``(C, H, W)`` of the images this provider yields."""
+    def image_shape(self) -> tuple[int, ...]:
+        """The shape of one sample this provider yields: ``(C, H, W)``, ``(C, L)`` or ``(D,)``."""
 
     @abc.abstractmethod
     def load(self, root: str | os.PathLike | None, split: str = "train") -> ImageData:

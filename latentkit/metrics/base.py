@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from latentkit.data.ground_truth import GroundTruthData
+from latentkit.data.provider import as_float_batch
 from latentkit.errors import ConfigError
 
 #: ``represent(uint8 images (N, C, H, W)) -> (float64 codes (N, D), bool is_discrete (D,))``
@@ -154,7 +155,7 @@ class ModelRepresentation:
             with torch.inference_mode():
                 out = []
                 for part in torch.tensor_split(images, math.ceil(n / self.batch_size)):
-                    x = part.to(self.device, non_blocking=True).float().div_(255)
+                    x = as_float_batch(part.to(self.device, non_blocking=True))
                     out.append(self._codes(self.model.encode(x)).cpu())
         finally:
             self.model.train(was_training)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from latentkit.data.provider import ImageData
+from latentkit.data.provider import ImageData, as_float_batch
 from latentkit.errors import ConfigError
 
 
@@ -29,7 +29,7 @@ def kl_per_unit(
     try:
         with torch.inference_mode():
             for start in range(0, len(data), batch_size):
-                x = data.images[start : start + batch_size].to(device).float().div_(255)
+                x = as_float_batch(data.images[start : start + batch_size].to(device))
                 kl = model.latent.kl(model.encode(x))
                 for name in totals:
                     totals[name] += kl[name].double().sum(0).cpu()

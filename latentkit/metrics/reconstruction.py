@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentkit.data.provider import ImageData
+from latentkit.data.provider import ImageData, as_float_batch
 from latentkit.errors import ConfigError
 from latentkit.inference import reconstruct
 
@@ -24,9 +24,14 @@ def reconstruction(model: nn.Module, data: ImageData, batch_size: int = 1000, de
         raise ConfigError("no images to evaluate: the data split is empty")
     per_image = []
     for start in range(0, len(data), batch_size):
-        x = data.images[start : start + batch_size].float().div_(255)
+        x = as_float_batch(data.images[start : start + batch_size])
         recon = reconstruct(model, x, batch_size=min(batch_size, 256), device=device)
-        per_image.append(F.binary_cross_entropy(recon, x, reduction="none").sum(dim=(1, 2, 3)).double())
+        if recon.min() < 0 or recon.max() > 1 or x.min() < 0 or x.max() > 1:
+            raise ConfigError(
+                "the reconstruction metric scores a Bernoulli likelihood and needs data and decoder outputs in [0, 1]; "
+                "this model or data set has values outside it (a real-valued decoder, e.g. mlp with output='identity')"
+            )
+        per_image.append(F.binary_cross_entropy(recon, x, reduction="none").flatten(1).sum(1).double())
     bce = torch.cat(per_image)
     q = torch.quantile(bce, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
     return {"bce_median": float(q[1]), "bce_mean": float(bce.mean()), "bce_p10": float(q[0]), "bce_p90": float(q[2]),

@@ -4,6 +4,10 @@ Each ``write_*`` function takes a :class:`~latentkit.viz.source.FigureSource`, w
 folder and returns their paths with a one-line caption each, so the CLI can list them and the HTML report can show
 them. Figures that need something the folder lacks (data for reconstructions, a training history for KL curves) are
 skipped with a notice in ``source.notices``.
+
+A model of signals ``(C, L)`` or vectors ``(D,)`` gets line plots instead of image grids (:mod:`latentkit.viz.lines`):
+traversals, prior and conditional samples, reconstructions; the animated GIF and the pair grids, which only make sense
+as pictures, are skipped with a notice. A shape that is neither (an image of 2 or 4+ channels) is a clear error.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from torch import Tensor
 
 from latentkit.errors import ConfigError
 from latentkit.viz.images import image_grid, save_gif, save_png
+from latentkit.viz.lines import line_grid, sample_kind
 from latentkit.viz.samples import conditional_samples, prior_samples, reconstructions
 from latentkit.viz.source import FigureSource
 from latentkit.viz.traversal import base_latent, parse_unit, traversal_frames, traversal_rows, traverse_pair
@@ -44,6 +49,25 @@ def _base(source: FigureSource, base: str, seed: int) -> Tensor | None:
     if base == "prior":
         return base_latent(source.model.latent, prior=True, generator=torch.Generator().manual_seed(seed))
     raise ConfigError(f"base must be 'neutral' (other units at 0 / category 0) or 'prior' (drawn), got {base!r}")
+
+
+def _sample_kind(source: FigureSource) -> str:
+    """``"image"`` or ``"lines"``: how this model's samples are drawn; a :class:`ConfigError` when neither fits."""
+    shape = tuple(source.model.image_shape)
+    kind = sample_kind(shape)
+    if kind is None:
+        raise ConfigError(
+            f"this model's samples have shape {shape}: images with {shape[0]} channels, which figures cannot show "
+            f"(grey images have 1 channel, colour images 3; signals (C, L) and vectors (D,) are drawn as lines)"
+        )
+    return kind
+
+
+def _grid(kind: str, rows, *, row_labels=None, scale: int = 1):
+    """An image grid of ``rows``, or for signals and vectors a line plot with one panel per row."""
+    if kind == "lines":
+        return line_grid(list(rows), row_labels=row_labels)
+    return image_grid(rows, row_labels=row_labels, scale=scale)
 
 
 def _check_n(n: int, what: str = "n") -> int:
@@ -75,6 +99,7 @@ def write_traversals(
     """``traversals.png`` (a row per unit, most informative first, labelled with its KL), ``traversals.gif``, and
     ``pair-<row unit>-<column unit>.png`` for each pair (default: each discrete unit against the top continuous ones)."""
     _check_n(n)
+    kind = _sample_kind(source)
     out = Path(out)
     model = source.model
     ranked, kl = source.units_by_kl()
@@ -87,9 +112,16 @@ def write_traversals(
     figures = []
     rows = traversal_rows(model, ordered, n, base=held)
     where = "other units at 0 / category 0" if base == "neutral" else f"other units from a prior draw (seed {seed})"
-    image = image_grid(rows, row_labels=[_label(u, kl) for u in ordered], scale=scale)
+    image = _grid(kind, rows, row_labels=[_label(u, kl) for u in ordered], scale=scale)
     figures.append(Figure(save_png(image, out / "traversals.png"),
-                          f"Latent traversals, a row per unit{' (by KL, nats)' if kl and not units else ''}; {where}."))
+                          f"Latent traversals, a row per unit{' (by KL, nats)' if kl and not units else ''}; {where}."
+                          + (" Curves coloured from the first traversal value (purple) to the last (yellow)."
+                             if kind == "lines" else "")))
+    if kind == "lines":
+        if gif or pairs:
+            source.notices.append("the animated traversal and the pair grids are drawn for images only; this model's "
+                                  "samples are signals or vectors, drawn as lines in traversals.png")
+        return figures
     if gif:
         frames = traversal_frames(model, ordered, n, base=held)
         cols = min(GIF_COLUMNS, len(ordered))
@@ -126,11 +158,12 @@ def write_samples(
     other units from the prior: the paper's Fig. 4a) and ``reconstructions.png`` (originals above, reconstructions
     below; needs the data set)."""
     _check_n(n)
+    kind = _sample_kind(source)
     out = Path(out)
     model = source.model
     figures = []
     samples = prior_samples(model, n * n, seed=seed).reshape(n, n, *model.image_shape)
-    figures.append(Figure(save_png(image_grid(samples, scale=scale), out / "samples-prior.png"),
+    figures.append(Figure(save_png(_grid(kind, samples, scale=scale), out / "samples-prior.png"),
                           f"{n * n} samples from the prior (seed {seed})."))
     for channel, family in model.latent.items():
         if not family.is_discrete:
@@ -138,7 +171,7 @@ def write_samples(
         for unit in model.latent.unit_names()[channel]:
             grid = conditional_samples(model, unit, n, seed=seed)
             labels = [f"{unit}={k}" for k in range(grid.shape[0])]
-            path = save_png(image_grid(grid, row_labels=labels, scale=scale), out / f"samples-given-{unit}.png")
+            path = save_png(_grid(kind, grid, row_labels=labels, scale=scale), out / f"samples-given-{unit}.png")
             figures.append(Figure(path, f"Samples with {unit} fixed, a row per category; other units from the prior "
                                         f"(the same draws in every row)."))
     if recon:
@@ -147,9 +180,15 @@ def write_samples(
             count = min(recon, len(data))
             index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:count]
             pair = reconstructions(model, data.images[index].to(source.device))
-            path = save_png(image_grid(pair, row_labels=["data", "recon"], scale=scale), out / "reconstructions.png")
-            figures.append(Figure(path, f"{count} random images of the data set (seed {seed}) above, their "
-                                        f"reconstructions from the encoder's mean / most probable category below."))
+            if kind == "lines":  # one panel per sample: the data (purple) and its reconstruction (yellow)
+                image = line_grid(list(pair.transpose(0, 1)), row_labels=[f"#{i}" for i in range(count)])
+                caption = (f"{count} random samples of the data set (seed {seed}), a panel each: the data (purple) and "
+                           f"its reconstruction from the encoder's mean / most probable category (yellow).")
+            else:
+                image = image_grid(pair, row_labels=["data", "recon"], scale=scale)
+                caption = (f"{count} random images of the data set (seed {seed}) above, their reconstructions from "
+                           f"the encoder's mean / most probable category below.")
+            figures.append(Figure(save_png(image, out / "reconstructions.png"), caption))
     return figures
 
 
@@ -183,7 +222,9 @@ def write_plots(source: FigureSource, out: str | os.PathLike, *, n: int = 10) ->
         source.notices.append(f"no KL ranking: {where}")
     else:
         ranked = sorted(kl, key=lambda u: -kl[u])
-        strips = _pad_rows(traversal_rows(source.model, ranked, n))
+        image_model = sample_kind(source.model.image_shape) == "image"  # signals: bars alone (`traverse` draws them)
+        strips = _pad_rows(traversal_rows(source.model, ranked, n)) if image_model else None
         path = plot_kl_ranking(kl, out / "kl-ranking.png", traversals=strips, title=f"{source.name}: KL per unit")
-        figures.append(Figure(path, f"Units ranked by mean KL to the prior (from {where}), each with its traversal."))
+        beside = ", each with its traversal" if image_model else ""
+        figures.append(Figure(path, f"Units ranked by mean KL to the prior (from {where}){beside}."))
     return figures

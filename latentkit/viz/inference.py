@@ -30,6 +30,7 @@ from torch import Tensor
 
 from latentkit._atomic import write_bytes
 from latentkit.core import JointLatent
+from latentkit.data.provider import as_float_batch
 from latentkit.errors import ConfigError, DataError
 from latentkit.viz.traversal import UnitRef, _offsets, parse_unit
 
@@ -111,7 +112,11 @@ def load_images(
 def _check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in image_shape)
     if len(shape) != 3 or min(shape) < 1:
-        raise ConfigError(f"a model's image shape is (channels, height, width), got {tuple(image_shape)}")
+        raise ConfigError(
+            f"encode and edit read image files, but this model reads samples of shape {tuple(image_shape)}, not images "
+            f"(channels, height, width); encode such data through its data set (latentkit.viz.inference.encode_images "
+            f"on the data set's tensors)"
+        )
     if shape[0] not in _MODE_FOR_CHANNELS:
         raise ConfigError(
             f"the model reads images with {shape[0]} channels; only grayscale (1) and RGB (3) models can read image "
@@ -200,9 +205,9 @@ def _as_inputs(model, images: Tensor) -> Tensor:
     if not isinstance(images, Tensor):
         images = torch.as_tensor(np.asarray(images))
     shape = tuple(model.image_shape)
-    if images.dim() == 3 and tuple(images.shape) == shape:
+    if images.dim() == len(shape) and tuple(images.shape) == shape:
         images = images.unsqueeze(0)
-    if images.dim() != 4 or tuple(images.shape[1:]) != shape:
+    if images.dim() != len(shape) + 1 or tuple(images.shape[1:]) != shape:
         raise ConfigError(
             f"images of shape {tuple(images.shape)} do not fit the model, which reads "
             f"(N, {', '.join(map(str, shape))}); "
@@ -211,9 +216,11 @@ def _as_inputs(model, images: Tensor) -> Tensor:
     if images.shape[0] == 0:
         raise ConfigError("no images to encode; pass at least one image")
     if images.dtype == torch.uint8:
-        return images.float().div_(255.0)
+        return as_float_batch(images)
     if images.is_floating_point():
-        if not bool(torch.isfinite(images).all()) or images.min() < 0 or images.max() > 1:
+        if not bool(torch.isfinite(images).all()):
+            raise ConfigError("the samples to encode hold NaN or infinite values; pass finite values")
+        if len(shape) == 3 and (images.min() < 0 or images.max() > 1):  # signals and vectors may be real-valued
             raise ConfigError("float images must hold values in [0, 1]; pass uint8 images (0..255) or scale them")
         return images.float()
     raise ConfigError(f"images must be uint8 (0..255) or float in [0, 1], got {images.dtype}")

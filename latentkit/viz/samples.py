@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from latentkit.core import JointVAE
+from latentkit.data.provider import as_float_batch
 from latentkit.errors import ConfigError
 from latentkit.viz.traversal import UnitRef, decode_latents, parse_unit
 
@@ -63,5 +64,5 @@ def reconstructions(model: JointVAE, images: Tensor) -> Tensor:
     """
     from latentkit.inference import reconstruct
 
-    originals = images.float().div(255) if images.dtype == torch.uint8 else images.float()
+    originals = as_float_batch(images)
     return torch.stack([originals.cpu(), reconstruct(model, images)])
