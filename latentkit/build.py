@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from latentkit.config import Component, ModelSpec
@@ -36,13 +37,24 @@ def build_model(spec: ModelSpec, registry: Registry | None = None) -> JointVAE:
     return JointVAE(encoder, latent, decoder, spec.image_shape)
 
 
-def build_objective(objective: Component, model: JointVAE, registry: Registry | None = None) -> Objective:
+def build_objective(
+    objective: Component, model: JointVAE, registry: Registry | None = None, dataset_size: int | None = None
+) -> Objective:
+    """Build the objective a component names. A factory that declares a ``dataset_size`` parameter (estimators of the
+    aggregate posterior weigh a batch by it) receives the training set's size, when known."""
     registry = registry or get_registry()
     factory = registry.objectives.get(objective.name)
-    built = _construct(
-        "objective", factory, objective.name, objective.options,
-        latent=model.latent, image_shape=model.image_shape, registry=registry,
-    )
+    fixed: dict[str, Any] = {"latent": model.latent, "image_shape": model.image_shape, "registry": registry}
+    if dataset_size is not None and "dataset_size" not in objective.options and _accepts(factory, "dataset_size"):
+        fixed["dataset_size"] = int(dataset_size)
+    built = _construct("objective", factory, objective.name, objective.options, **fixed)
     if not callable(built):
         raise ConfigError(f"objective {objective.name!r} did not build a callable objective")
     return built
+
+
+def _accepts(factory: Any, name: str) -> bool:
+    try:
+        return name in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False

@@ -147,6 +147,29 @@ class GumbelSoftmax(LatentFamily):
     def log_prior(self, value: Tensor, context: LatentContext) -> Tensor:
         return (-self._log_k(value)).expand(value.shape[0], -1)
 
+    # --- densities of relaxed (training) samples: the Concrete distribution (Maddison et al. 2017) --------------------
+    def _concrete_log_density(self, log_alpha: Tensor, sample: Tensor) -> Tensor:
+        """log Concrete(sample; α, λ) per variable, ``(B, n_vars)``: log((K−1)!) + (K−1) log λ
+        + Σ_k (log α_k − (λ+1) log y_k) − K · logsumexp_k(log α_k − λ log y_k), the density on the simplex."""
+        lam = self.temperature
+        log_y = torch.log(sample.clamp_min(torch.finfo(sample.dtype).tiny))
+        out = []
+        for i, k in enumerate(self.sizes):
+            cols = slice(self._offsets[i], self._offsets[i + 1])
+            la, ly = log_alpha[..., cols], log_y[..., cols]
+            log_norm = math.lgamma(k) + (k - 1) * math.log(lam)
+            out.append(log_norm + (la - (lam + 1) * ly).sum(-1) - k * torch.logsumexp(la - lam * ly, dim=-1))
+        return torch.stack(out, dim=-1)
+
+    def log_density(self, params: Params, sample: Tensor) -> Tensor:
+        """The Concrete density of a relaxed sample under the posterior's class probabilities."""
+        return self._concrete_log_density(torch.log(params["alpha"] + self.eps), sample)
+
+    def log_prior_density(self, sample: Tensor, context: LatentContext) -> Tensor:
+        """The Concrete density under the uniform prior (every log α_k = −log K)."""
+        log_alpha = torch.cat([sample.new_full((k,), -math.log(k)) for k in self.sizes]).expand_as(sample)
+        return self._concrete_log_density(log_alpha, sample)
+
     @classmethod
     def example_configs(cls) -> list[dict]:
         return [{"sizes": [2]}, {"sizes": [10]}, {"sizes": [2, 2, 2]}, {"sizes": [3, 5], "temperature": 1.0}]

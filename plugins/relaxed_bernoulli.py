@@ -93,6 +93,24 @@ class RelaxedBernoulli(OneColumnPerUnit, LatentFamily):
     def log_prior(self, value: Tensor, context: LatentContext) -> Tensor:
         return torch.full_like(value, -_LOG2)
 
+    # --- densities of relaxed (training) samples: the binary Concrete distribution -----------------------------------
+    def _binary_concrete_log_density(self, logits: Tensor, sample: Tensor) -> Tensor:
+        """log BinConcrete(y; α = e^logits, λ) = log λ + log α − (λ+1)(log y + log(1−y))
+        − 2 log(α y^−λ + (1−y)^−λ), per unit."""
+        lam = self.temperature
+        tiny = torch.finfo(sample.dtype).tiny
+        log_y, log_1my = torch.log(sample.clamp_min(tiny)), torch.log((1 - sample).clamp_min(tiny))
+        return (
+            math.log(lam) + logits - (lam + 1) * (log_y + log_1my)
+            - 2 * torch.logaddexp(logits - lam * log_y, -lam * log_1my)
+        )
+
+    def log_density(self, params: Params, sample: Tensor) -> Tensor:
+        return self._binary_concrete_log_density(params["logits"], sample)
+
+    def log_prior_density(self, sample: Tensor, context: LatentContext) -> Tensor:
+        return self._binary_concrete_log_density(torch.zeros_like(sample), sample)
+
     @classmethod
     def example_configs(cls) -> list[dict]:
         return [{"units": 1}, {"units": 5, "temperature": 0.5}]

@@ -160,6 +160,18 @@ class ArgminGumbel(GumbelSoftmax):
         return torch.stack([part.argmin(-1) for part in torch.split(params["alpha"], self.sizes, dim=-1)], dim=-1)
 
 
+class WrongTemperatureDensityGumbel(GumbelSoftmax):
+    """Evaluates its relaxed samples' density at another temperature than the one it samples at."""
+
+    def log_density(self, params, sample):
+        true = self.temperature
+        self.temperature = true + 0.5
+        try:
+            return super().log_density(params, sample)
+        finally:
+            self.temperature = true
+
+
 BROKEN = [
     (KLShapeGaussian, {"units": 3}, "shapes", "kl has shape"),
     (OverlappingSlicesGaussian, {"units": 3}, "shapes", "partition"),
@@ -175,6 +187,7 @@ BROKEN = [
     (FixedScaleGaussian, {"units": 2}, "rsample_gradients", "feature columns"),
     (NoisyRepresentativeGaussian, {"units": 2}, "representative", "deterministic"),
     (ArgminGumbel, {"sizes": [4]}, "representative", "categories"),
+    (WrongTemperatureDensityGumbel, {"sizes": [3]}, "training_density", "not the density of rsample"),
 ]
 
 

@@ -139,6 +139,21 @@ class LatentFamily(nn.Module, abc.ABC):
     def log_prior(self, value: Tensor, context: LatentContext) -> Tensor:
         """``log p(value)`` per unit, ``(B, unit_count)``."""
 
+    # --- densities of training samples (optional) --------------------------------------------------------------------
+    def log_density(self, params: Params, sample: Tensor) -> Tensor:
+        """``log q(sample | x)`` per unit, ``(B, unit_count)``, for a *training* sample (from :meth:`rsample`).
+
+        Estimators of the aggregate posterior q(z) (β-TCVAE's total correlation) evaluate every sample of a batch under
+        every posterior of the batch with it. The default is :meth:`log_posterior`, right when :meth:`rsample` draws
+        from the posterior itself (Gaussian, Laplace); a relaxed family, whose training samples live off the discrete
+        support, overrides it with the density of its relaxed distribution (Concrete, for Gumbel-Softmax)."""
+        return self.log_posterior(params, sample)
+
+    def log_prior_density(self, sample: Tensor, context: LatentContext) -> Tensor:
+        """``log p(sample)`` per unit for a training sample: the prior counterpart of :meth:`log_density` (default
+        :meth:`log_prior`; a relaxed family gives its relaxed prior's density)."""
+        return self.log_prior(sample, context)
+
     # --- optional ----------------------------------------------------------------------------------------------------
     def categories(self, params: Params) -> Tensor:
         """The most probable category of each unit, ``(B, unit_count)`` int64 (discrete families only)."""

@@ -17,17 +17,36 @@ from __future__ import annotations
 
 import abc
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from latentkit.core.model import ModelOutput
 
 
 class Objective(abc.ABC):
+    """Named scalars from a batch, the model's output and the step; ``"loss"`` is what the optimiser minimises.
+
+    **Trainable state (optional).** An objective may own parameters of its own — FactorVAE's discriminator — by
+    returning them as a module from :meth:`trainable`. The trainer then optimises them together with the model, in their
+    own Adam parameter group (:meth:`optimizer_options`: e.g. another learning rate and betas), moves them to the
+    device, saves them in every checkpoint and restores them on resume. The objective's ``"loss"`` must then be the sum
+    of the model's loss and the state's own loss, each part reaching only its own parameters (evaluate the state on
+    detached inputs for its loss, and with detached parameters inside the model's loss), so one backward pass and one
+    optimiser step train both.
+    """
+
     objective_name = ""
 
     @abc.abstractmethod
     def __call__(self, x: Tensor, output: ModelOutput, step: int) -> dict[str, Tensor]:
         """Named scalars; ``"loss"`` is the value to minimise."""
+
+    def trainable(self) -> nn.Module | None:
+        """Parameters this objective trains alongside the model (``None``: none)."""
+        return None
+
+    def optimizer_options(self) -> dict:
+        """Adam options (``lr``, ``betas``, ...) of the parameter group of :meth:`trainable`; ``{}``: the model's."""
+        return {}
 
 
 class StatisticsObjective(Objective):

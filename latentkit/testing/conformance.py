@@ -88,6 +88,7 @@ from torch import Tensor
 from latentkit.core import JointLatent, LatentContext, LatentFamily
 from latentkit.testing.montecarlo import N_DRAWS, assert_kl_agrees, joint_kl_monte_carlo
 from latentkit.testing.strategies import extreme_features, generator, moderate_features, seeds
+from latentkit.testing.strategies import features as feature_strategy
 
 #: Channel name of the family under test inside the joint latent the checks run on.
 SUBJECT = "subject"
@@ -537,6 +538,36 @@ def _check_representative(subject: _Subject, s: hypothesis.settings) -> None:
     run()
 
 
+def _check_training_density(subject: _Subject, s: hypothesis.settings, n_draws: int = 20_000) -> None:
+    """``log_density`` is the density of ``rsample``'s draws, normalised like ``log_prior_density``: over training
+    samples, E[p(z) / q(z)] = 1 for every unit (importance sampling; features near the prior keep its variance finite).
+    Estimators of the aggregate posterior (the tcvae objective) rely on both densities."""
+    fam, latent = subject.family, subject.latent
+
+    @s
+    @given(features=feature_strategy(latent.param_size, max_batch=2, elements=st.floats(-0.3, 0.3)), seed=seeds())
+    def run(features: Tensor, seed: int) -> None:
+        gen = generator(seed)
+        batch = features.shape[0]
+        repeated = features.repeat_interleave(n_draws, dim=0)
+        params, context = subject.params_and_context(repeated, gen)
+        own = params[SUBJECT]
+        z = fam.rsample(own, gen)
+        log_q = _expect_tensor(fam.log_density(own, z), (batch * n_draws, fam.unit_count), "log_density")
+        log_p = _expect_tensor(fam.log_prior_density(z, context), (batch * n_draws, fam.unit_count), "log_prior_density")
+        _expect_finite(log_q, "log_density of rsample draws", features)
+        ratio = (log_p - log_q).to(torch.float64).exp().reshape(batch, n_draws, -1)
+        mean, stderr = ratio.mean(1), ratio.std(1) / math.sqrt(n_draws)
+        bad = (mean - 1).abs() > 6 * stderr + 0.03
+        assert not bad.any(), (
+            f"E over rsample draws of p(z)/q(z) is {mean[bad][0].item():.4f} (± {stderr[bad][0].item():.4f}) for a unit, "
+            f"not 1: log_density is not the density of rsample's draws, or it and log_prior_density are normalised "
+            f"differently (a relaxed family must give its relaxed distribution's density in both)"
+        )
+
+    run()
+
+
 @attrs.frozen
 class Check:
     name: str
@@ -560,6 +591,7 @@ CHECKS: dict[str, Check] = {
         Check("finite_for_extreme_features", _check_finite, 40),
         Check("rsample_gradients", _check_gradients, 15),
         Check("representative", _check_representative, 25),
+        Check("training_density", _check_training_density, 6),
     )
 }
 

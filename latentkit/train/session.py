@@ -104,8 +104,8 @@ def prepare_run(
         }
     torch.manual_seed(experiment.train.seed)
     model = build_model(experiment.model, registry).to(device)
-    objective = build_objective(experiment.objective, model, registry)
     data = _load_data(experiment, data_root, device)
+    objective = build_objective(experiment.objective, model, registry, dataset_size=len(data))
     run_config["experiment"] = experiment.to_dict()  # --steps may have changed on resume
     run_config["data_root"] = None if data_root is None else str(Path(data_root).resolve())
     if distributed is not None:

@@ -27,6 +27,7 @@ from latentkit.errors import CheckpointError
 OPTIMIZER_TENSORS = "optimizer.safetensors"
 OPTIMIZER_JSON = "optimizer.json"
 RNG_FILE = "rng.safetensors"
+AUXILIARY_FILE = "objective.safetensors"  #: parameters an objective trains beside the model (a discriminator)
 CHECKPOINTS = "checkpoints"
 FINAL = "final"  #: the completed run's last checkpoint, beside checkpoints/
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -82,17 +83,32 @@ def save_training_checkpoint(
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     config: dict,
+    auxiliary: nn.Module | None = None,
 ) -> Path:
     files = _optimizer_files(optimizer)
     files[RNG_FILE] = tensors_to_bytes(_rng_tensors(generator))
+    if auxiliary is not None:
+        state = {k: v.detach().contiguous() for k, v in auxiliary.state_dict().items()}
+        files[AUXILIARY_FILE] = tensors_to_bytes(state)
     return save_model_checkpoint(folder, model, config, extra_files=files)
 
 
 def load_training_checkpoint(
-    folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator
+    folder: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    auxiliary: nn.Module | None = None,
 ) -> dict:
     config = read_config(folder)
     load_weights(model, read_tensors(folder / "model.safetensors"), str(folder))
+    if auxiliary is not None:
+        if not (folder / AUXILIARY_FILE).is_file():
+            raise CheckpointError(
+                f"{str(folder)!r} has no {AUXILIARY_FILE}: it was written by a run whose objective trains no "
+                f"parameters of its own, so this run (whose objective does) cannot resume from it"
+            )
+        load_weights(auxiliary, read_tensors(folder / AUXILIARY_FILE), str(folder / AUXILIARY_FILE))
     _load_optimizer(optimizer, folder)
     rng = read_tensors(folder / RNG_FILE)
     generator.set_state(rng["generator"])

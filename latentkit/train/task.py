@@ -21,6 +21,8 @@ class TrainingTask(Protocol):
     """
 
     module: nn.Module
+    #: optional: ``auxiliary`` (an ``nn.Module`` of further trainable parameters, checkpointed beside ``module``) and
+    #: ``auxiliary_options`` (their Adam parameter group's options)
 
     def training_step(self, batch: Tensor, step: int, generator: torch.Generator | None) -> dict[str, Tensor]: ...
 
@@ -31,6 +33,9 @@ class VAETask:
     def __init__(self, model: nn.Module, objective: Objective):
         self.module = model
         self.objective = objective
+        #: parameters the objective trains beside the model (a discriminator), or None; see Objective.trainable
+        self.auxiliary: nn.Module | None = objective.trainable() if hasattr(objective, "trainable") else None
+        self.auxiliary_options: dict = objective.optimizer_options() if self.auxiliary is not None else {}
 
     def training_step(self, batch: Tensor, step: int, generator: torch.Generator | None) -> dict[str, Tensor]:
         return self.objective(batch, self.module(batch, generator=generator), step)

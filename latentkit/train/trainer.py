@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from latentkit.core import BatchRows
+from latentkit.data.provider import as_float_batch
 from latentkit.devices import use_channels_last
 from latentkit.errors import ConfigError, LatentkitError
 from latentkit.recipe import TrainConfig
@@ -74,7 +75,13 @@ class Trainer:
         self.channels_last = use_channels_last(train.memory_format, run.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.optimizer = make_adam(list(self.model.parameters()), train.lr)
+        # Parameters an objective trains beside the model (FactorVAE's discriminator): their own Adam group.
+        self.auxiliary = getattr(task, "auxiliary", None)
+        groups: list[dict] = []
+        if self.auxiliary is not None:
+            self.auxiliary.to(run.device)
+            groups.append({"params": list(self.auxiliary.parameters()), **getattr(task, "auxiliary_options", {})})
+        self.optimizer = make_adam(list(self.model.parameters()), train.lr, groups)
         self.parts = batch_parts(train.batch_parts, run.device, task) if distributed is None else 1
         self.generator = torch.Generator(device=run.device).manual_seed(train.seed)
         assert run.data is not None
@@ -117,7 +124,7 @@ class Trainer:
         if not found:
             return 0
         step, folder = found[-1]
-        load_training_checkpoint(folder, self.model, self.optimizer, self.generator)
+        load_training_checkpoint(folder, self.model, self.optimizer, self.generator, self.auxiliary)
         match_state_layout(self.optimizer)
         self.run.step = step
         self.run.resumed_from = step
@@ -147,8 +154,8 @@ class Trainer:
                     if rows is not None:  # this rank's share of the global batch
                         idx = rows.take(idx)
                     idx = idx.to(images.device, non_blocking=True)
-                    batch = images.index_select(0, idx).float().div_(255.0)
-                    if self.channels_last:
+                    batch = as_float_batch(images.index_select(0, idx))
+                    if self.channels_last and batch.dim() == 4:  # image batches only; signals and vectors as they are
                         batch = batch.contiguous(memory_format=torch.channels_last)
                     self.optimizer.zero_grad(set_to_none=True)
                     scalars = self._training_step(batch, step, rows, map_fn)
@@ -186,7 +193,7 @@ class Trainer:
                 if self.is_main:
                     save_training_checkpoint(
                         run.directory / FINAL, self.model, self.optimizer, self.generator,
-                        dict(self.checkpoint_config, step=train.steps),
+                        dict(self.checkpoint_config, step=train.steps), self.auxiliary,
                     )
                 if self.dist is not None:
                     self.dist.barrier()
@@ -218,7 +225,10 @@ class Trainer:
             raise
 
     def _non_finite_parameters(self) -> list[str]:
-        return [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        named = list(self.model.named_parameters())
+        if self.auxiliary is not None:
+            named += [(f"objective.{n}", p) for n, p in self.auxiliary.named_parameters()]
+        return [n for n, p in named if not torch.isfinite(p).all()]
 
     def _evaluate(self, step: int) -> None:
         self.model.eval()
@@ -239,7 +249,7 @@ class Trainer:
             return folder
         config = dict(self.checkpoint_config, step=step)
         folder = save_training_checkpoint(
-            step_folder(self.run.directory, step), self.model, self.optimizer, self.generator, config
+            step_folder(self.run.directory, step), self.model, self.optimizer, self.generator, config, self.auxiliary
         )
         self.run.last_checkpoint = folder
         for _old_step, old in list_checkpoints(self.run.directory)[: -self.train.keep_checkpoints]:
@@ -302,13 +312,15 @@ def batch_parts(setting: int, device: torch.device, task: Any) -> int:
     return setting if device.type == "cpu" and can_split else 1
 
 
-def make_adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
+def make_adam(params: list[torch.nn.Parameter], lr: float, extra_groups: list[dict] | None = None) -> torch.optim.Adam:
     """Adam with the fused kernel (one pass per parameter instead of ~10 elementwise ops) where PyTorch has it for the
-    device, else the default implementation. Both compute Adam's update in float32; resume uses the same one."""
+    device, else the default implementation. Both compute Adam's update in float32; resume uses the same one.
+    ``extra_groups``: further parameter groups with their own options (an objective's discriminator)."""
+    groups = [{"params": params}, *(extra_groups or [])]
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return torch.optim.Adam(groups, lr=lr, fused=True)
     except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr)
+        return torch.optim.Adam(groups, lr=lr)
 
 
 def match_state_layout(optimizer: torch.optim.Optimizer) -> None:
