@@ -41,7 +41,7 @@ def test_recipe_builds(path):
     registry = get_registry()
     assert experiment.dataset.name in registry.datasets, experiment.dataset.name
     model = build_model(experiment.model)
-    objective = build_objective(experiment.objective, model)
+    objective = build_objective(experiment.objective, model, dataset_size=1000)  # tcvae weighs batches by it
     n_params = sum(p.numel() for p in model.parameters())
     if path.stem in ORIGINAL_PARAMS:
         assert n_params == ORIGINAL_PARAMS[path.stem]
@@ -74,3 +74,23 @@ def test_betavae_is_recon_plus_beta_kl():
     x = torch.rand(4, 1, 32, 32)
     logs = objective(x, model(x), step=500)
     assert torch.allclose(logs["objective"], logs["recon"] + 4.0 * logs["kl/cont"])
+
+
+def test_extra_channels_and_objective_fields():
+    from latentkit.errors import ConfigError
+    from latentkit.recipe import JointVAEConfig, apply_overrides, config_from_dict, config_to_dict
+
+    cfg = JointVAEConfig(extra_channels=[{"name": "bits", "family": "relaxed_bernoulli", "options": {"units": 3},
+                                          "gamma": 10.0, "capacity": {"c_min": 0.0, "c_max": 2.5, "steps": 100}}])
+    experiment = cfg.experiment()
+    assert [c.name for c in experiment.model.channels] == ["cont", "disc", "bits"]
+    assert experiment.objective.options["terms"]["bits"]["gamma"] == 10.0
+    assert config_from_dict(JointVAEConfig, config_to_dict(cfg)) == cfg  # survives the run directory's JSON
+    tc = apply_overrides(cfg, ["objective=tcvae", 'objective_options={"tc_weight": 3.0}']).experiment()
+    assert tc.objective.name == "tcvae" and tc.objective.options["tc_weight"] == 3.0
+    with pytest.raises(ConfigError, match="clashes"):
+        JointVAEConfig(extra_channels=[{"name": "disc", "family": "laplace"}]).experiment()
+    with pytest.raises(ConfigError, match="objective_options may not set"):
+        JointVAEConfig(objective_options={"terms": {}}).experiment()
+    with pytest.raises(ConfigError, match="name and a family"):
+        JointVAEConfig(extra_channels=[{"family": "laplace"}])
