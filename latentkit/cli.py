@@ -10,7 +10,8 @@ import argparse
 import functools
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from latentkit.errors import LatentkitError
 
@@ -19,19 +20,21 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     from latentkit.plugins import get_registry
 
     registry = get_registry()
-    rows = [
-        {
-            "kind": kind,
-            "name": entry.name,
-            "plugin": entry.source.plugin,
-            "distribution": entry.source.distribution,
-            "version": entry.source.version,
-        }
-        for kind, reg in registry.kinds.items()
-        for entry in reg
-    ]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        # One list per kind, every kind present even when empty, so a consumer never has to guess a missing key.
+        listing = {
+            kind: [
+                {
+                    "name": entry.name,
+                    "distribution": entry.source.distribution,
+                    "version": entry.source.version,
+                    "plugin": entry.source.plugin,
+                }
+                for entry in reg
+            ]
+            for kind, reg in registry.kinds.items()
+        }
+        print(json.dumps(listing, indent=2))
         return 0
     for kind, reg in registry.kinds.items():
         print(f"{kind}:")
@@ -42,6 +45,118 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
             src = entry.source
             print(f"  {entry.name:<20} {src.distribution} {src.version}  (plugin {src.plugin})")
     return 0
+
+
+# --- check-plugin: the latent-family conformance suite on a registered family ---------------------------------------
+_STATUS_WORDS = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}
+
+
+def _registered_family(registry, name: str):
+    """The registry entry of latent family ``name``; a name of another kind, or an unknown one, is a user error."""
+    from latentkit.errors import UnknownNameError
+
+    if name not in registry.families:
+        for reg in registry.kinds.values():
+            if reg is not registry.families and name in reg:
+                src = reg.entry(name).source
+                raise UnknownNameError(
+                    f"{name!r} is a {reg.singular} (from {src.distribution}, plugin {src.plugin}), not a latent "
+                    f"family: check-plugin checks latent families only. Registered latent families: "
+                    f"{', '.join(registry.families.names()) or '(none)'}."
+                )
+    return registry.families.entry(name)  # unknown: the registry's message, with its close-match hint
+
+
+def _conformance_results(
+    family_cls: type, max_examples: int | None, on_result: Callable[[dict, Any], None]
+) -> list[tuple[dict, Any]]:
+    """Run every conformance check on every example config of ``family_cls``, calling ``on_result`` after each.
+
+    A family whose ``example_configs()`` is broken gets one failed result for it rather than a traceback.
+    """
+    from latentkit.testing import CHECKS, CheckResult, run_check
+
+    name = getattr(family_cls, "__name__", repr(family_cls))
+    try:
+        configs = list(family_cls.example_configs())
+        problem = "returned no configuration" if not configs else ""
+        if any(not isinstance(c, dict) for c in configs):
+            problem = f"must return a list of dicts of constructor options, got {configs!r}"
+    except Exception as exc:  # a plugin's bug, reported like a failed property
+        configs, problem = [], f"raised {type(exc).__name__}: {exc}"
+    if problem:
+        result = CheckResult("example_configs", name, "failed", f"{name}.example_configs() {problem}")
+        on_result({}, result)
+        return [({}, result)]
+    results = []
+    for config in configs:
+        for check in CHECKS:
+            result = run_check(family_cls, config, check, max_examples=max_examples)
+            on_result(config, result)
+            results.append((config, result))
+    return results
+
+
+def _print_result(config: dict, result) -> None:
+    line = f"{_STATUS_WORDS[result.status]} {result.check} on {result.family}"
+    if result.message:
+        first, *rest = result.message.splitlines()
+        line += f": {first}" + "".join(f"\n       {more}" for more in rest)
+    print(line, flush=True)  # one line per property as it finishes: the progress indication, readable in CI logs
+
+
+def _cmd_check_plugin(args: argparse.Namespace) -> int:
+    import contextlib
+    import time
+
+    from latentkit.errors import ConfigError
+    from latentkit.plugins import get_registry
+
+    if args.max_examples is not None and args.max_examples < 1:
+        raise ConfigError(f"--max-examples must be at least 1, got {args.max_examples}")
+    entry = _registered_family(get_registry(), args.name)
+    try:
+        import latentkit.testing  # noqa: F401  (needs Hypothesis)
+    except ImportError as exc:
+        raise LatentkitError(
+            f"check-plugin runs latentkit's conformance suite, which needs Hypothesis: {exc}"
+        ) from None
+    family_cls, src = entry.value, entry.source
+    where = f"{src.distribution} {src.version}".strip()
+    started = time.perf_counter()
+    if args.json:
+        with contextlib.redirect_stdout(sys.stderr):  # stray prints of a plugin must not corrupt the JSON
+            results = _conformance_results(family_cls, args.max_examples, lambda config, result: None)
+    else:
+        print(f"checking latent family {entry.name!r} ({getattr(family_cls, '__qualname__', family_cls)} from {where}, "
+              f"plugin {src.plugin}) with the conformance suite", flush=True)
+        results = _conformance_results(family_cls, args.max_examples, _print_result)
+    counts = {status: sum(r.status == status for _, r in results) for status in _STATUS_WORDS}
+    configs = len({json.dumps(config, sort_keys=True, default=repr) for config, _ in results})
+    properties = len({r.check for _, r in results})
+    seconds = time.perf_counter() - started
+    if args.json:
+        report = {
+            "family": entry.name,
+            "class": f"{getattr(family_cls, '__module__', '?')}.{getattr(family_cls, '__qualname__', family_cls)}",
+            "distribution": src.distribution,
+            "version": src.version,
+            "plugin": src.plugin,
+            "max_examples": args.max_examples,
+            "results": [
+                {"config": config, "label": r.family, "property": r.check, "status": r.status, "reason": r.message}
+                for config, r in results
+            ],
+            "summary": {**counts, "total": len(results), "properties": properties, "configs": configs,
+                        "seconds": round(seconds, 2)},
+            "ok": counts["failed"] == 0,
+        }
+        print(json.dumps(report, indent=2, default=repr))
+    else:
+        verdict = "FAILED" if counts["failed"] else "OK"
+        print(f"{verdict}: latent family {entry.name!r}: {counts['passed']} passed, {counts['failed']} failed, "
+              f"{counts['skipped']} skipped ({properties} properties x {configs} example configs, {seconds:.1f} s)")
+    return 1 if counts["failed"] else 0
 
 
 def _cmd_import_jointvae(args: argparse.Namespace) -> int:
@@ -70,11 +185,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         registry=registry,
         options=options,
         save=not args.no_save,
+        max_images=args.max_images,
     )
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         split = f", split {results['split']}" if results["split"] else ""
+        if results.get("images") is not None:
+            split += f", {results['images']:,} images"
         print(f"{results['checkpoint']} (data set {results['dataset']}{split})")
         print(format_table(results))
         for path in results["files"].values():
@@ -100,7 +218,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     spec = SweepSpec(args.recipe, out, args.steps, tuple(args.metric or ["reconstruction"]), args.data_root,
-                     args.threads)
+                     args.threads, tuple(args.option or ()), args.max_images)
     print(f"{len(runs)} runs into {out} ({args.backend} backend)", flush=True)
     progress = functools.partial(print, flush=True)
     results = run_ray(spec, runs, progress) if args.backend == "ray" else run_local(spec, runs, args.jobs, progress)
@@ -115,8 +233,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("plugins", help="list every registered family, network, schedule, objective, data set, metric")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--json", action="store_true",
+        help="machine-readable output: an object with one list per kind (families, networks, schedules, objectives, "
+        "datasets, metrics), each entry {name, distribution, version, plugin}",
+    )
     p.set_defaults(func=_cmd_plugins)
+
+    p = sub.add_parser(
+        "check-plugin",
+        help="run the latent-family conformance suite on a registered family",
+        description="Run latentkit's latent-family conformance suite (latentkit.testing) on the registered latent "
+        "family NAME, on every configuration its example_configs() gives: one line per property and configuration "
+        "(PASS, FAIL with the reason, or SKIP with the reason), then a summary. Exit status 0 when every property "
+        "passes, 1 when any fails, 2 when NAME is not a registered latent family.",
+    )
+    p.add_argument(
+        "name", metavar="NAME", help="a registered latent family, e.g. gaussian (`latentkit plugins` lists them)"
+    )
+    p.add_argument(
+        "--max-examples", type=int, metavar="N",
+        help="Hypothesis examples per property (default: each property's own, 6 to 40); fewer is faster",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_check_plugin)
 
     p = sub.add_parser("import-jointvae", help="convert a checkpoint of the original JointVAE code")
     p.add_argument("src", help="folder holding the original's model.pt and specs.json")
@@ -137,8 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="metric name (repeatable): accuracy, kl-ranking, factorvae, mig, dci, sap, or a plugin's",
     )
     p.add_argument("--data-root", default=None, help="folder holding the data sets (default $LATENTKIT_DATA or ./data)")
-    p.add_argument("--split", default="test", help="data split for accuracy and kl-ranking (default test)")
+    p.add_argument("--split", default=None, help="data split of metrics that read images (default: test where the data set has it, else its only split)")
     p.add_argument("--batch-size", type=int, default=1000, help="images per encoder batch (default 1000)")
+    p.add_argument("--max-images", type=int, default=None,
+                   help="metrics that read images use a seeded random subset of at most this many (default: all)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument(
         "--option", action="append", metavar="[METRIC.]KEY=VALUE",
@@ -160,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="total steps of every run (default: the recipe's)")
     p.add_argument("--out", required=True, help="folder of the sweep's run directories and summary")
     p.add_argument("--metric", action="append", help="metric to evaluate (repeatable; default reconstruction)")
+    p.add_argument("--option", action="append", metavar="METRIC.NAME=VALUE",
+                   help="an evaluation option, passed to `latentkit evaluate --option` (repeatable)")
+    p.add_argument("--max-images", type=int, default=None,
+                   help="passed to `latentkit evaluate --max-images`: cap on the images metrics read (default: all)")
     p.add_argument("--data-root", help="folder holding the data sets")
     p.add_argument("--jobs", type=int, default=1, help="trainings at once with the local backend (default 1)")
     p.add_argument("--threads", type=int, help="torch threads per training (default: CPUs / jobs; ray: 1)")

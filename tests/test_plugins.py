@@ -155,17 +155,28 @@ def test_builtins_come_from_the_entry_point_group_of_the_latentkit_distribution(
 
 
 def test_cli_plugins_json_lists_every_kind_with_distribution_and_version(capsys):
+    """An object with one list per kind: ``{"families": [{"name", "distribution", "version", "plugin"}, ...], ...}``."""
     assert cli_main(["plugins", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    listing = json.loads(capsys.readouterr().out)
+    assert isinstance(listing, dict)
+    assert set(listing) == set(KINDS) == {"families", "objectives", "networks", "schedules", "datasets", "metrics"}
     registry = get_registry()
-    expected = {(kind, entry.name) for kind in KINDS for entry in registry.kinds[kind]}
-    assert {(row["kind"], row["name"]) for row in rows} == expected
-    kinds = {row["kind"] for row in rows}
-    assert {"families", "networks", "schedules", "objectives"} <= kinds
-    assert kinds == {kind for kind in KINDS if list(registry.kinds[kind])}
-    for row in rows:
-        assert row["distribution"] == "latentkit" and row["version"] == latentkit.__version__, row
-        assert row["plugin"]
+    for kind in KINDS:
+        assert [entry["name"] for entry in listing[kind]] == registry.kinds[kind].names()
+        for entry in listing[kind]:
+            assert set(entry) == {"name", "distribution", "version", "plugin"}, entry
+            assert entry["distribution"] == "latentkit" and entry["version"] == latentkit.__version__, entry
+            assert entry["plugin"]
+    assert {"gaussian", "gumbel_softmax"} <= {entry["name"] for entry in listing["families"]}
+
+
+def test_cli_plugins_json_keeps_a_kind_with_nothing_registered(plugins, capsys):
+    """Every kind's key is always there, so a consumer can index it without checking."""
+    plugins.block("schedules")  # the only plugin that registers schedules
+    assert cli_main(["plugins", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert listing["schedules"] == [] and set(listing) == set(KINDS)
+    assert listing["families"]
 
 
 def test_cli_plugins_text_shows_every_kind(capsys):
