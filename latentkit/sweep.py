@@ -18,6 +18,7 @@ machines without a scheduler of our own (``pip install 'latentkit[ray]'``).
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
 import math
@@ -78,6 +79,9 @@ def split_values(text: str) -> list[str]:
     return values
 
 
+MAX_NAME = 120  #: characters of a run's folder name
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=+-]+", "_", text).strip("_")[:60] or "x"
 
@@ -93,9 +97,14 @@ def plan(seeds: Sequence[int], sets: Sequence[str]) -> list[SweepRun]:
             raise ConfigError(f"--set takes KEY=V1,V2,... (e.g. train.lr=1e-4,5e-4), got {item!r}")
         axes.append([(key.strip(), v) for v in split_values(raw)])
     runs = []
+    varied = [len(axis) > 1 for axis in axes]  # a setting with one value applies to every run: not in the names
     for combo in itertools.product(*axes):
         for seed in seeds:
-            name = "__".join([f"seed-{seed}"] + [f"{_slug(k)}-{_slug(v)}" for k, v in combo])
+            parts = [f"{_slug(k)}-{_slug(v)}" for (k, v), named in zip(combo, varied) if named]
+            name = "__".join([f"seed-{seed}"] + parts)
+            if len(name) > MAX_NAME:  # folder names have limits (255 bytes): keep a readable start and a digest
+                digest = hashlib.sha1(repr(combo).encode()).hexdigest()[:10]
+                name = f"{name[: MAX_NAME - 12]}__{digest}"
             runs.append(SweepRun(name, int(seed), tuple(combo)))
     if len({r.name for r in runs}) != len(runs):
         raise ConfigError("two combinations have the same run name; make the values differ in letters or digits")
@@ -110,6 +119,8 @@ class SweepSpec:
     metrics: tuple[str, ...] = ("reconstruction",)
     data_root: str | None = None
     threads: int | None = None  #: torch threads per training (default: the machine's share)
+    eval_options: tuple[str, ...] = ()  #: ``metric.name=value`` options passed to ``latentkit evaluate --option``
+    max_images: int | None = None  #: passed to ``latentkit evaluate --max-images``
 
 
 def _latentkit() -> list[str]:
@@ -137,6 +148,10 @@ def evaluate_command(spec: SweepSpec, run: SweepRun) -> list[str]:
     cmd = _latentkit() + ["evaluate", str(spec.out / run.name), "--json"]
     for metric in spec.metrics:
         cmd += ["--metric", metric]
+    for option in spec.eval_options:
+        cmd += ["--option", option]
+    if spec.max_images:
+        cmd += ["--max-images", str(spec.max_images)]
     return cmd + (["--data-root", spec.data_root] if spec.data_root else [])
 
 

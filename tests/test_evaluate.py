@@ -298,3 +298,31 @@ def test_unwritable_folder_fails_before_the_work(tmp_path, monkeypatch, blocks):
     with pytest.raises(ConfigError, match="cannot write evaluation results.*--no-save"):
         ev.evaluate_checkpoint(ckpt, ["kl-ranking"], data_root=tmp_path)
     assert called == []  # nothing evaluated
+
+
+def test_max_images_evaluates_a_fixed_random_subset(capsys, tmp_path, blocks):
+    ckpt = _checkpoint(tmp_path / "ckpt")
+    reports = []
+    for _ in range(2):
+        code, out, err = _evaluate(capsys, str(ckpt), "--metric", "accuracy", "--metric", "kl-ranking",
+                                   "--max-images", "5", "--json", "--no-save")
+        assert code == 0, err
+        reports.append(json.loads(out))
+    report = reports[0]
+    assert report["images"] == 5 and report["metrics"]["kl-ranking"]["n_images"] == 5
+    assert report["metrics"] == reports[1]["metrics"]  # the same subset every time
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "kl-ranking", "--json", "--no-save")
+    assert json.loads(out)["images"] == 16  # all of them by default
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "kl-ranking", "--max-images", "0")
+    assert code == 2 and "max_images" in err
+
+
+def test_random_subset_keeps_labels_with_their_images():
+    from latentkit.evaluate import random_subset
+
+    images = torch.arange(20, dtype=torch.uint8).reshape(20, 1, 1, 1).expand(20, 1, 2, 2).contiguous()
+    data = ImageData(images=images, labels=torch.arange(20), factors=torch.arange(20.0).unsqueeze(1) * 2)
+    sub = random_subset(data, 7)
+    assert len(sub) == 7 and sub.labels.tolist() == sorted(sub.labels.tolist())
+    assert torch.equal(sub.images[:, 0, 0, 0].long(), sub.labels)
+    assert torch.equal(sub.factors[:, 0], sub.labels.double() * 2)

@@ -73,3 +73,23 @@ def test_ray_backend_on_a_local_instance(tmp_path):
         assert all((out / r.run.name / "final").is_dir() for r in results)
     finally:
         ray.shutdown()
+
+
+def test_evaluation_options_reach_latentkit_evaluate(tmp_path):
+    from latentkit.sweep import evaluate_command
+
+    spec = SweepSpec(RECIPE, tmp_path, metrics=("factorvae", "accuracy"), eval_options=("factorvae.num_eval=100",),
+                     max_images=500)
+    cmd = evaluate_command(spec, plan([0], [])[0])
+    assert cmd[cmd.index("--option") + 1] == "factorvae.num_eval=100"
+    assert cmd[cmd.index("--max-images") + 1] == "500"
+    assert cmd.count("--metric") == 2
+
+
+def test_names_leave_out_settings_with_one_value_and_stay_short():
+    runs = plan([0, 1], ["train.lr=1e-4,5e-4", 'dataset_options={"source": "procedural", "label_factor": "shape"}'])
+    assert [r.name for r in runs] == ["seed-0__train.lr-1e-4", "seed-1__train.lr-1e-4", "seed-0__train.lr-5e-4",
+                                      "seed-1__train.lr-5e-4"]
+    assert all(len(r.settings) == 2 for r in runs)  # every setting still applies
+    long = plan([0], [f"key{i}=" + ",".join(f"value{i}{j}" for j in range(2)) for i in range(12)])
+    assert all(len(r.name) <= 120 for r in long) and len({r.name for r in long}) == len(long)
