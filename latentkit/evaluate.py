@@ -187,7 +187,7 @@ def evaluate_checkpoint(
         raise CheckpointError(f"checkpoint {str(folder)!r} names a data set latentkit cannot load: {exc}") from None
     if tuple(provider.image_shape) != tuple(model.image_shape):
         raise CheckpointError(
-            f"checkpoint {str(folder)!r} holds a model for images of shape {tuple(model.image_shape)}, but its data "
+            f"checkpoint {str(folder)!r} holds a model for samples of shape {tuple(model.image_shape)}, but its data "
             f"set {dataset.name!r} with options {dataset.options} yields {tuple(provider.image_shape)}"
         )
 

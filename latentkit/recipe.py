@@ -81,6 +81,9 @@ class TrainConfig:
     #: functions of batch means (the gradient is the whole batch's either way); 1: one pass with intra-op threads.
     #: Measured no faster on 2 cores (docs/performance.md); for machines where it is.
     batch_parts: int = attrs.field(default=1, validator=_positive_int)
+    #: torch intra-op threads (0: PyTorch's default, one per core). Small models (MLPs on signals) run faster on one
+    #: thread than on several that synchronise every tiny op, especially on a busy machine.
+    threads: int = attrs.field(default=0, validator=_non_negative_int)
 
 
 @attrs.frozen
@@ -175,6 +178,8 @@ class JointVAEConfig:
     disc_gamma: float = attrs.field(default=30.0, validator=_non_negative_float)
     network: str = "jointvae_conv"
     hidden: int = attrs.field(default=256, validator=_positive_int)
+    #: further options of the network plugin (``mlp``: ``{"layers": 3, "output": "identity"}``)
+    network_options: dict = attrs.field(factory=dict)
     loss_scale: str = "pixels"
     channel_mean_compat: bool = False
     #: the reconstruction term: "bernoulli" (data in [0, 1], images) or "gaussian" (real values; docs/non-image.md)
@@ -213,7 +218,7 @@ class JointVAEConfig:
                 f"(the per-channel gammas and capacities, loss_scale, channel_mean_compat, likelihood, sigma)"
             )
         return Experiment(
-            model=ModelSpec(self.image_shape, channels, Component(self.network, {"hidden": self.hidden})),
+            model=ModelSpec(self.image_shape, channels, Component(self.network, {"hidden": self.hidden, **self.network_options})),
             objective=Component(
                 self.objective,
                 {

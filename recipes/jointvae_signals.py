@@ -9,7 +9,7 @@ Why these settings (measured): the discrete capacity reaches log 3 in 1,000 step
 channel's rises over 5,000, so the 3-way code takes the grid's dominant structure, the waveform, before the
 continuous units learn to morph one waveform into another (with both over 5,000 steps the code often merged sine and
 square: accuracy 0.55–0.67); batches of 256 make that early split steadier (accuracy 0.80, 0.79, 0.79 for seeds
-0–2, against 0.80 and 0.56 with 64). About a minute with one torch thread (OMP_NUM_THREADS=1: docs/non-image.md).
+0–2, against 0.80 and 0.56 with 64). About a minute: the recipe runs torch on one thread (train.threads=1; docs/non-image.md).
 """
 
 from latentkit.recipe import Capacity, JointVAEConfig, TrainConfig
@@ -31,6 +31,7 @@ def config() -> JointVAEConfig:
         cont_gamma=30.0,
         disc_gamma=30.0,
         train=TrainConfig(
-            steps=8_000, batch_size=256, lr=1e-3, log_every=100, checkpoint_every=2_000, figures_every=2_000
+            steps=8_000, batch_size=256, lr=1e-3, log_every=100, checkpoint_every=2_000, figures_every=2_000,
+            threads=1,  # a model this small runs faster on one thread
         ),
     )

@@ -46,8 +46,9 @@ def _load_data(experiment: Experiment, data_root: str | None, device: torch.devi
     data = load_dataset(experiment.dataset, data_root, "train")
     if tuple(data.image_shape) != tuple(experiment.model.image_shape):
         raise ConfigError(
-            f"data set {experiment.dataset.name!r} yields images of shape {tuple(data.image_shape)}, but the model expects "
-            f"{tuple(experiment.model.image_shape)}; set image_shape in the recipe (or --set image_shape=[C,H,W])"
+            f"data set {experiment.dataset.name!r} yields samples of shape {tuple(data.image_shape)}, but the model "
+            f"expects {tuple(experiment.model.image_shape)}; set image_shape in the recipe to the shape of one sample "
+            f"(or --set 'image_shape=[{', '.join(map(str, data.image_shape))}]')"
         )
     return attrs.evolve(data, images=data.images.to(device))
 
@@ -102,6 +103,8 @@ def prepare_run(
             "experiment": experiment.to_dict(),
             "versions": registry.versions(),
         }
+    if experiment.train.threads:
+        torch.set_num_threads(experiment.train.threads)
     torch.manual_seed(experiment.train.seed)
     model = build_model(experiment.model, registry).to(device)
     data = _load_data(experiment, data_root, device)
