@@ -285,3 +285,23 @@ def test_three_family_recipe_trains(tmp_path):
     last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert {"kl/cont", "kl/disc", "kl/bits", "capacity/bits"} <= set(last)
     assert last["capacity/bits"] <= 3 * math.log(2) + 1e-9
+
+
+def test_relaxed_densities_are_torch_distributions_concrete_densities():
+    from torch.distributions import RelaxedBernoulli, RelaxedOneHotCategorical
+
+    latent = joint(("disc", "gumbel_softmax", {"sizes": [3, 5]}), ("bits", "relaxed_bernoulli", {"units": 4}))
+    params, samples = draw(latent, torch.randn(16, latent.param_size, dtype=torch.float64), seed=2)
+    disc, bits = dict(latent.items())["disc"], dict(latent.items())["bits"]
+    t = torch.tensor(disc.temperature, dtype=torch.float64)
+    alpha, y = params["disc"]["alpha"], samples["disc"]
+    expected = torch.stack([RelaxedOneHotCategorical(t, probs=alpha[:, :3]).log_prob(y[:, :3]),
+                            RelaxedOneHotCategorical(t, probs=alpha[:, 3:]).log_prob(y[:, 3:])], -1)
+    assert torch.allclose(disc.log_density(params["disc"], y), expected, atol=1e-8)
+    uniform = RelaxedOneHotCategorical(t, probs=torch.full((16, 3), 1 / 3, dtype=torch.float64)).log_prob(y[:, :3])
+    assert torch.allclose(disc.log_prior_density(y, LatentContext())[:, 0], uniform, atol=1e-10)
+    tb = torch.tensor(bits.temperature, dtype=torch.float64)
+    logits, b = params["bits"]["logits"], samples["bits"]
+    assert torch.allclose(bits.log_density(params["bits"], b), RelaxedBernoulli(tb, logits=logits).log_prob(b), atol=1e-10)
+    assert torch.allclose(bits.log_prior_density(b, LatentContext()),
+                          RelaxedBernoulli(tb, logits=torch.zeros_like(logits)).log_prob(b), atol=1e-10)
