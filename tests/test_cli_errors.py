@@ -125,3 +125,19 @@ def test_metric_errors_are_user_errors(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="discrete"):
         evaluate_checkpoint(ckpt, ["accuracy"], data_root=tmp_path)
     assert issubclass(ConfigError, LatentkitError)
+
+
+def test_a_reader_that_goes_away_is_not_a_traceback():
+    """`latentkit check-plugin laplace | head -1`: the pipe closes under a command still printing."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "latentkit", "check-plugin", "laplace", "--max-examples", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    proc.stdout.readline()
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=300)
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+    assert proc.returncode == 141
