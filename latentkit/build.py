@@ -15,7 +15,10 @@ def _construct(kind: str, factory: Any, name: str, options: dict, **fixed: Any) 
     try:
         return factory(**fixed, **options)
     except TypeError as exc:
-        raise ConfigError(f"{kind} {name!r} cannot be built with options {options}: {exc}") from None
+        raise ConfigError(
+            f"{kind} {name!r} cannot be built with options {options}: {exc} "
+            f"(are some not options of the {name} {kind}?)"
+        ) from None
 
 
 def build_latent(spec: ModelSpec, registry: Registry | None = None) -> JointLatent:
@@ -43,13 +46,24 @@ def build_objective(
     """Build the objective a component names. A factory that declares a ``dataset_size`` parameter (estimators of the
     aggregate posterior weigh a batch by it) receives the training set's size, when known."""
     registry = registry or get_registry()
-    factory = registry.objectives.get(objective.name)
-    fixed: dict[str, Any] = {"latent": model.latent, "image_shape": model.image_shape, "registry": registry}
-    if dataset_size is not None and "dataset_size" not in objective.options and _accepts(factory, "dataset_size"):
-        fixed["dataset_size"] = int(dataset_size)
-    built = _construct("objective", factory, objective.name, objective.options, **fixed)
+    options = dict(objective.options)
+    if dataset_size is not None and "dataset_size" not in options and _accepts(
+        registry.objectives.get(objective.name), "dataset_size"
+    ):
+        options["dataset_size"] = int(dataset_size)
+    return build_named_objective(objective.name, model.latent, model.image_shape, registry, options)
+
+
+def build_named_objective(
+    name: str, latent: JointLatent, image_shape: tuple[int, ...], registry: Registry, options: dict
+) -> Objective:
+    """The objective registered as ``name``, built with ``options``: the path :func:`build_objective` takes, and the one
+    an objective that adds a term to another (``tcvae`` on ``jointvae``) uses to build its base — through the
+    registry, never by importing another plugin."""
+    factory = registry.objectives.get(name)
+    built = _construct("objective", factory, name, options, latent=latent, image_shape=image_shape, registry=registry)
     if not callable(built):
-        raise ConfigError(f"objective {objective.name!r} did not build a callable objective")
+        raise ConfigError(f"objective {name!r} did not build a callable objective")
     return built
 
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from latentkit.build import build_named_objective
 from latentkit.core import JointLatent, ModelOutput, Objective
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
@@ -153,11 +154,7 @@ def build_factorvae_objective(
     **jointvae_options,
 ) -> FactorVAEObjective:
     """``terms`` and every other option as for ``jointvae``."""
-    factory = registry.objectives.get("jointvae")
-    try:
-        base = factory(latent=latent, image_shape=image_shape, registry=registry, **jointvae_options)
-    except TypeError as exc:
-        raise ConfigError(f"options {sorted(jointvae_options)} are not options of the jointvae objective: {exc}") from None
+    base = build_named_objective("jointvae", latent, image_shape, registry, jointvae_options)
     return FactorVAEObjective(
         base, latent, tc_weight, discriminator_hidden, discriminator_layers, discriminator_lr, discriminator_betas, seed
     )

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from latentkit.build import build_named_objective
 from latentkit.core import JointLatent, LatentContext, ModelOutput, Objective, Params
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
@@ -161,17 +162,8 @@ def build_tcvae_objective(
     **jointvae_options,
 ) -> TCVAEObjective:
     """``terms`` and every other option as for ``jointvae``; ``dataset_size`` defaults to the training set's size."""
-    base = build_base_objective(latent, image_shape, registry, jointvae_options)
+    base = build_named_objective("jointvae", latent, image_shape, registry, jointvae_options)
     return TCVAEObjective(base, latent, dataset_size, tc_weight, mi_weight, dimkl_weight, estimator)
-
-
-def build_base_objective(latent: JointLatent, image_shape: tuple[int, ...], registry, options: dict) -> Objective:
-    """The ``jointvae`` objective, found through the registry (as any plugin would: no import of another plugin)."""
-    factory = registry.objectives.get("jointvae")
-    try:
-        return factory(latent=latent, image_shape=image_shape, registry=registry, **options)
-    except TypeError as exc:
-        raise ConfigError(f"options {sorted(options)} are not options of the jointvae objective: {exc}") from None
 
 
 @hookimpl
