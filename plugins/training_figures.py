@@ -15,8 +15,8 @@ from __future__ import annotations
 import sys
 
 from latentkit.plugins import hookimpl
-from latentkit.viz.images import image_grid, save_png
-from latentkit.viz.lines import line_grid, sample_kind
+from latentkit.viz.images import save_png
+from latentkit.viz.lines import sample_grid, sample_kind
 from latentkit.viz.traversal import traversal_rows
 
 FOLDER = "figures/training"
@@ -54,10 +54,7 @@ def draw(run, step: int, scalars: dict | None = None):
         units = sorted(units, key=lambda u: -kl[u])
     labels = [f"{u}  {kl[u]:.2f}" if u in kl else u for u in units]
     rows = traversal_rows(run.model, units, VALUES)
-    if sample_kind(run.model.image_shape) == "image":
-        image = image_grid(rows, row_labels=labels, title=f"step {step}")
-    else:
-        image = line_grid(rows, row_labels=labels, title=f"step {step}")
+    image = sample_grid(sample_kind(run.model.image_shape), rows, row_labels=labels, title=f"step {step}")
     path = save_png(image, run.directory / FOLDER / f"traversals-step-{step:08d}.png")
     writer = run.plugin_state.get("tensorboard")  # opened by the run_logging plugin, when present
     if writer is not None:

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from latentkit.errors import ConfigError
 from latentkit.viz.images import image_grid, save_gif, save_png
-from latentkit.viz.lines import line_grid, sample_kind
+from latentkit.viz.lines import line_grid, sample_grid, sample_kind
 from latentkit.viz.samples import conditional_samples, prior_samples, reconstructions
 from latentkit.viz.source import FigureSource
 from latentkit.viz.traversal import base_latent, parse_unit, traversal_frames, traversal_rows, traverse_pair
@@ -61,13 +61,6 @@ def _sample_kind(source: FigureSource) -> str:
             f"(grey images have 1 channel, colour images 3; signals (C, L) and vectors (D,) are drawn as lines)"
         )
     return kind
-
-
-def _grid(kind: str, rows, *, row_labels=None, scale: int = 1):
-    """An image grid of ``rows``, or for signals and vectors a line plot with one panel per row."""
-    if kind == "lines":
-        return line_grid(list(rows), row_labels=row_labels)
-    return image_grid(rows, row_labels=row_labels, scale=scale)
 
 
 def _check_n(n: int, what: str = "n") -> int:
@@ -112,7 +105,7 @@ def write_traversals(
     figures = []
     rows = traversal_rows(model, ordered, n, base=held)
     where = "other units at 0 / category 0" if base == "neutral" else f"other units from a prior draw (seed {seed})"
-    image = _grid(kind, rows, row_labels=[_label(u, kl) for u in ordered], scale=scale)
+    image = sample_grid(kind, rows, row_labels=[_label(u, kl) for u in ordered], scale=scale)
     figures.append(Figure(save_png(image, out / "traversals.png"),
                           f"Latent traversals, a row per unit{' (by KL, nats)' if kl and not units else ''}; {where}."
                           + (" Curves coloured from the first traversal value (purple) to the last (yellow)."
@@ -163,7 +156,7 @@ def write_samples(
     model = source.model
     figures = []
     samples = prior_samples(model, n * n, seed=seed).reshape(n, n, *model.image_shape)
-    figures.append(Figure(save_png(_grid(kind, samples, scale=scale), out / "samples-prior.png"),
+    figures.append(Figure(save_png(sample_grid(kind, samples, scale=scale), out / "samples-prior.png"),
                           f"{n * n} samples from the prior (seed {seed})."))
     for channel, family in model.latent.items():
         if not family.is_discrete:
@@ -171,7 +164,7 @@ def write_samples(
         for unit in model.latent.unit_names()[channel]:
             grid = conditional_samples(model, unit, n, seed=seed)
             labels = [f"{unit}={k}" for k in range(grid.shape[0])]
-            path = save_png(_grid(kind, grid, row_labels=labels, scale=scale), out / f"samples-given-{unit}.png")
+            path = save_png(sample_grid(kind, grid, row_labels=labels, scale=scale), out / f"samples-given-{unit}.png")
             figures.append(Figure(path, f"Samples with {unit} fixed, a row per category; other units from the prior "
                                         f"(the same draws in every row)."))
     if recon:

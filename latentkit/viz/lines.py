@@ -17,6 +17,7 @@ from PIL import Image
 from torch import Tensor
 
 from latentkit.errors import ConfigError
+from latentkit.viz.images import image_grid
 
 #: Inches per panel (width, height) and dots per inch of a line grid.
 PANEL_SIZE = (4.0, 1.1)
@@ -76,3 +77,13 @@ def line_grid(
     fig.savefig(buf, format="png", dpi=dpi)
     buf.seek(0)
     return Image.open(buf).convert("RGB")
+
+
+def sample_grid(
+    kind: str, rows, *, row_labels: Sequence[str] | None = None, title: str | None = None, scale: int = 1
+) -> Image.Image:
+    """Rows of decoded samples as a picture: an image grid for ``kind == "image"``, else one line panel per row (the
+    one place that chooses, for the figure commands and the training figures alike)."""
+    if kind == "lines":
+        return line_grid(list(rows), row_labels=row_labels, title=title)
+    return image_grid(rows, row_labels=row_labels, title=title, scale=scale)
