@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from latentkit.data.ground_truth import GroundTruthData
-from latentkit.data.provider import DatasetProvider, ImageData
+from latentkit.data.provider import GridDatasetProvider
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
 
@@ -38,8 +38,6 @@ FACTOR_VALUES = (
     torch.linspace(0.25, 0.75, 8, dtype=torch.float64),
     torch.linspace(0.25, 0.75, 8, dtype=torch.float64),
 )
-NUM_IMAGES = math.prod(FACTOR_SIZES)
-TEST_FRACTION = 5  #: one grid point in five is held out for ``test``
 
 
 def render_shapes(factors: Tensor, size: int) -> Tensor:
@@ -104,41 +102,20 @@ class ShapesGroundTruth(GroundTruthData):
         return out
 
 
-def split_indices(split: str, n: int | None, seed: int) -> Tensor:
-    """Grid indices of ``split`` (in increasing order): a seeded fifth of the grid is ``test``; ``n`` subsamples."""
-    order = torch.randperm(NUM_IMAGES, generator=torch.Generator().manual_seed(seed))
-    n_test = NUM_IMAGES // TEST_FRACTION
-    part = order[:n_test] if split == "test" else order[n_test:]
-    if n is not None:
-        part = part[: (max(1, n // 5) if split == "test" else n)]
-    return part.sort().values
-
-
-class Shapes(DatasetProvider):
+class Shapes(GridDatasetProvider):
     dataset_name = "shapes"
-    splits = ("train", "test")
 
     def __init__(self, n: int | None = None, size: int = 32, seed: int = 0):
-        for key, value in (("n", n), ("size", size)):
-            if key == "n" and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ConfigError(f"shapes data set option {key} must be a positive whole number, got {value!r}")
+        super().__init__(n, seed)
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+            raise ConfigError(f"shapes data set option size must be a positive whole number, got {size!r}")
         if size < 16:
             raise ConfigError(f"shapes images need size >= 16 pixels, got {size}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ConfigError(f"shapes data set option seed must be a whole number, got {seed!r}")
-        self.n, self.size, self.seed = (None if n is None else int(n)), int(size), int(seed)
+        self.size = int(size)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return (1, self.size, self.size)
-
-    def load(self, root=None, split: str = "train") -> ImageData:
-        self.check_split(split)
-        gt = self.ground_truth(root)
-        factors = gt.index_to_factors(split_indices(split, self.n, self.seed))
-        return ImageData(images=gt.images(factors), labels=factors[:, 0].clone(), factors=factors, factor_names=FACTORS)
 
     def ground_truth(self, root: str | os.PathLike | None = None) -> ShapesGroundTruth:
         return ShapesGroundTruth(self.size)

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from latentkit.data.ground_truth import GroundTruthData
-from latentkit.data.provider import DatasetProvider, ImageData
+from latentkit.data.provider import GridDatasetProvider
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
 
@@ -54,7 +54,6 @@ FACTOR_VALUES = (
     torch.linspace(0.5, 0.9, 6, dtype=torch.float64),
 )
 NUM_SIGNALS = math.prod(FACTOR_SIZES)
-TEST_FRACTION = 5  #: one grid point in five is held out for ``test``
 SUBSAMPLES = 16  #: sub-samples averaged into each point (anti-aliasing: :func:`render_signals`)
 MIN_LENGTH = 16  #: the shortest signal that still shows each waveform's shape (11 points per cycle at 1.4 cycles)
 
@@ -104,44 +103,23 @@ class SignalsGroundTruth(GroundTruthData):
         return render_signals(self.factor_values(factors), self.length)
 
 
-def split_indices(split: str, n: int | None, seed: int) -> Tensor:
-    """Grid indices of ``split`` (in increasing order): a seeded fifth of the grid is ``test``; ``n`` subsamples."""
-    order = torch.randperm(NUM_SIGNALS, generator=torch.Generator().manual_seed(seed))
-    n_test = NUM_SIGNALS // TEST_FRACTION
-    part = order[:n_test] if split == "test" else order[n_test:]
-    if n is not None:
-        part = part[: (max(1, n // 5) if split == "test" else n)]
-    return part.sort().values
-
-
-class Signals(DatasetProvider):
+class Signals(GridDatasetProvider):
     """Options: ``length`` (points per signal, default 64, at least 16), ``n`` (a seeded subset of the training
     signals; default all 1,844) and ``seed`` (of the split and the subset)."""
 
     dataset_name = "signals"
-    splits = ("train", "test")
 
     def __init__(self, n: int | None = None, length: int = 64, seed: int = 0):
-        for key, value in (("n", n), ("length", length)):
-            if key == "n" and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ConfigError(f"signals data set option {key} must be a positive whole number, got {value!r}")
+        super().__init__(n, seed)
+        if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 1:
+            raise ConfigError(f"signals data set option length must be a positive whole number, got {length!r}")
         if length < MIN_LENGTH:
             raise ConfigError(f"signals need length >= {MIN_LENGTH} points, got {length}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ConfigError(f"signals data set option seed must be a whole number, got {seed!r}")
-        self.n, self.length, self.seed = (None if n is None else int(n)), int(length), int(seed)
+        self.length = int(length)
 
     @property
     def image_shape(self) -> tuple[int, int]:
         return (1, self.length)
-
-    def load(self, root: str | os.PathLike | None = None, split: str = "train") -> ImageData:
-        self.check_split(split)
-        gt = self.ground_truth(root)
-        factors = gt.index_to_factors(split_indices(split, self.n, self.seed))
-        return ImageData(images=gt.images(factors), labels=factors[:, 0].clone(), factors=factors, factor_names=FACTORS)
 
     def ground_truth(self, root: str | os.PathLike | None = None) -> SignalsGroundTruth:
         return SignalsGroundTruth(self.length)

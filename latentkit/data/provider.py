@@ -10,6 +10,7 @@ metrics, figures, inference) agrees on it. Labels (classes) and ground-truth fac
 from __future__ import annotations
 
 import abc
+import numbers
 import os
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 from torch import Tensor
 
 from latentkit.data.ground_truth import GroundTruthData
-from latentkit.errors import DataError
+from latentkit.errors import ConfigError, DataError
 
 #: dtypes a data set may store its samples in: uint8 (scaled by 1/255 when drawn) or float32 (used as is)
 SAMPLE_DTYPES = (torch.uint8, torch.float32)
@@ -89,6 +90,42 @@ class DatasetProvider(abc.ABC):
     def check_split(self, split: str) -> None:
         if split not in self.splits:
             raise DataError(f"data set {self.dataset_name!r} has splits {list(self.splits)}, not {split!r}")
+
+
+class GridDatasetProvider(DatasetProvider):
+    """A data set that is a whole procedural factor grid (:meth:`ground_truth`): a seeded fifth of the grid is
+    ``test``, the rest ``train``; ``n`` takes a seeded subset of the training samples (and a fifth as many test ones);
+    the label is the first factor. Subclasses validate their own options and give :meth:`ground_truth`."""
+
+    splits = ("train", "test")
+    test_fraction = 5  #: one grid point in this many is held out for ``test``
+
+    def __init__(self, n: int | None = None, seed: int = 0):
+        if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
+            raise ConfigError(f"{self.dataset_name} data set option n must be a positive whole number, got {n!r}")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise ConfigError(f"{self.dataset_name} data set option seed must be a whole number, got {seed!r}")
+        self.n, self.seed = (None if n is None else int(n)), int(seed)
+
+    def split_indices(self, grid: GroundTruthData, split: str) -> Tensor:
+        """Grid indices of ``split``, in increasing order."""
+        order = torch.randperm(len(grid), generator=torch.Generator().manual_seed(self.seed))
+        n_test = len(grid) // self.test_fraction
+        part = order[:n_test] if split == "test" else order[n_test:]
+        if self.n is not None:
+            part = part[: (max(1, self.n // 5) if split == "test" else self.n)]
+        return part.sort().values
+
+    def load(self, root: str | os.PathLike | None = None, split: str = "train") -> ImageData:
+        self.check_split(split)
+        grid = self.ground_truth(root)
+        factors = grid.index_to_factors(self.split_indices(grid, split))
+        return ImageData(images=grid.images(factors), labels=factors[:, 0].clone(), factors=factors,
+                         factor_names=tuple(grid.factor_names))
+
+    @abc.abstractmethod
+    def ground_truth(self, root: str | os.PathLike | None = None) -> GroundTruthData:
+        """The factor grid (procedural: ``root`` is unused)."""
 
 
 def resolve_root(root: str | os.PathLike | None) -> Path:
