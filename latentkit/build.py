@@ -67,6 +67,19 @@ def build_named_objective(
     return built
 
 
+def build_extension(
+    base_name: str, cls: type, latent: JointLatent, image_shape: tuple[int, ...], registry: Registry, options: dict
+) -> Objective:
+    """An objective ``cls(base=..., latent=..., **own)`` that adds terms to the objective registered as ``base_name``:
+    the options ``cls`` declares go to it, every other one builds the base (so each default is written once, in
+    ``cls``)."""
+    declared = set(inspect.signature(cls).parameters) - {"base", "latent"}
+    own = {k: v for k, v in options.items() if k in declared}
+    rest = {k: v for k, v in options.items() if k not in declared}
+    base = build_named_objective(base_name, latent, image_shape, registry, rest)
+    return _construct("objective", cls, cls.objective_name or cls.__name__, own, base=base, latent=latent)
+
+
 def _accepts(factory: Any, name: str) -> bool:
     try:
         return name in inspect.signature(factory).parameters

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from latentkit.build import build_named_objective
+from latentkit.build import build_extension
 from latentkit.core import JointLatent, ModelOutput, Objective
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
@@ -141,23 +141,9 @@ class FactorVAEObjective(Objective):
         return logs
 
 
-def build_factorvae_objective(
-    latent: JointLatent,
-    image_shape: tuple[int, ...],
-    registry,
-    tc_weight: float = 10.0,
-    discriminator_hidden: int = 1000,
-    discriminator_layers: int = 6,
-    discriminator_lr: float = 1e-4,
-    discriminator_betas: Sequence[float] = (0.5, 0.9),
-    seed: int = 0,
-    **jointvae_options,
-) -> FactorVAEObjective:
-    """``terms`` and every other option as for ``jointvae``."""
-    base = build_named_objective("jointvae", latent, image_shape, registry, jointvae_options)
-    return FactorVAEObjective(
-        base, latent, tc_weight, discriminator_hidden, discriminator_layers, discriminator_lr, discriminator_betas, seed
-    )
+def build_factorvae_objective(latent: JointLatent, image_shape: tuple[int, ...], registry, **options) -> FactorVAEObjective:
+    """Options of :class:`FactorVAEObjective`, and ``terms`` and every other option as for ``jointvae``."""
+    return build_extension("jointvae", FactorVAEObjective, latent, image_shape, registry, options)
 
 
 @hookimpl

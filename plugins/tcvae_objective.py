@@ -32,7 +32,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-from latentkit.build import build_named_objective
+from latentkit.build import build_extension
 from latentkit.core import JointLatent, LatentContext, ModelOutput, Objective, Params
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
@@ -151,19 +151,12 @@ class TCVAEObjective(Objective):
 
 
 def build_tcvae_objective(
-    latent: JointLatent,
-    image_shape: tuple[int, ...],
-    registry,
-    dataset_size: int | None = None,
-    tc_weight: float = 6.0,
-    mi_weight: float = 0.0,
-    dimkl_weight: float = 0.0,
-    estimator: str = "mss",
-    **jointvae_options,
+    latent: JointLatent, image_shape: tuple[int, ...], registry, dataset_size: int | None = None, **options
 ) -> TCVAEObjective:
-    """``terms`` and every other option as for ``jointvae``; ``dataset_size`` defaults to the training set's size."""
-    base = build_named_objective("jointvae", latent, image_shape, registry, jointvae_options)
-    return TCVAEObjective(base, latent, dataset_size, tc_weight, mi_weight, dimkl_weight, estimator)
+    """Options of :class:`TCVAEObjective`, and ``terms`` and every other option as for ``jointvae``;
+    ``dataset_size`` defaults to the training set's size (the trainer passes it)."""
+    options = dict(options, dataset_size=dataset_size)
+    return build_extension("jointvae", TCVAEObjective, latent, image_shape, registry, options)
 
 
 @hookimpl
