@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 from torch import Tensor
 
 from latentkit.core import LatentContext, LatentFamily, OneColumnPerUnit, Params
-from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
 
 #: log-variance is clamped to this range: std between 3e-7 and 3e6. Trained encoders never get near it; it keeps the KL
@@ -28,9 +26,7 @@ class Gaussian(OneColumnPerUnit, LatentFamily):
 
     def __init__(self, units: int):
         super().__init__()
-        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
-            raise ConfigError(f"a gaussian channel needs units >= 1 (a whole number), got {units!r}")
-        self.units = int(units)
+        self.set_units(units)
 
     @property
     def param_size(self) -> int:

@@ -11,13 +11,11 @@ Posterior Laplace(loc, b) with b = exp(log_scale), prior Laplace(0, 1). The KL h
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 from torch import Tensor
 
 from latentkit.core import LatentContext, LatentFamily, OneColumnPerUnit, Params
-from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
 
 #: log-scale is clamped to this range (scale between 2e-9 and 5e8), which keeps KL and samples finite for any features.
@@ -38,9 +36,7 @@ class Laplace(OneColumnPerUnit, LatentFamily):
 
     def __init__(self, units: int):
         super().__init__()
-        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
-            raise ConfigError(f"a laplace channel needs units >= 1 (a whole number), got {units!r}")
-        self.units = int(units)
+        self.set_units(units)
 
     @property
     def param_size(self) -> int:

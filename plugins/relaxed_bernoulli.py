@@ -37,11 +37,10 @@ class RelaxedBernoulli(OneColumnPerUnit, LatentFamily):
 
     def __init__(self, units: int, temperature: float = DEFAULT_TEMPERATURE):
         super().__init__()
-        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
-            raise ConfigError(f"a relaxed_bernoulli channel needs units >= 1 (a whole number), got {units!r}")
+        self.set_units(units)
         if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not 0 < temperature < 100:
             raise ConfigError(f"relaxed_bernoulli temperature must be a positive number (default 0.67), got {temperature!r}")
-        self.units, self.temperature = int(units), float(temperature)
+        self.temperature = float(temperature)
 
     @property
     def param_size(self) -> int:

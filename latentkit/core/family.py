@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import abc
 import math
+import numbers
 from collections.abc import Mapping
 from typing import ClassVar
 
 import attrs
 import torch
 from torch import Tensor, nn
+
+from latentkit.errors import ConfigError
 
 #: The distribution parameters of one channel for a batch, by name (e.g. ``{"mean": ..., "logvar": ...}``).
 #: Every tensor's first dimension is the batch.
@@ -178,6 +181,13 @@ class OneColumnPerUnit:
     binary units. Put it before :class:`LatentFamily` in the bases."""
 
     units: int
+
+    def set_units(self, units: object) -> None:
+        """Check and store ``units`` (a whole number >= 1), with an error that names the family."""
+        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
+            name = getattr(self, "family_name", "") or type(self).__name__
+            raise ConfigError(f"a {name} channel needs units >= 1 (a whole number), got {units!r}")
+        self.units = int(units)
 
     @property
     def sample_size(self) -> int:

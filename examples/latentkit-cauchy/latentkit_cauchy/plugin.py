@@ -16,13 +16,11 @@ which is 0 exactly when ``μ₁ = μ₂`` and ``γ₁ = γ₂``. Reparametrised 
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 from torch import Tensor
 
 from latentkit.core import LatentContext, LatentFamily, OneColumnPerUnit, Params
-from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
 
 #: log-scale is clamped to ±this (scale between 2e-9 and 5e8), so the KL and samples stay finite for any features.
@@ -62,9 +60,7 @@ class Cauchy(OneColumnPerUnit, LatentFamily):
 
     def __init__(self, units: int):
         super().__init__()
-        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
-            raise ConfigError(f"a cauchy channel needs units >= 1 (a whole number), got {units!r}")
-        self.units = int(units)
+        self.set_units(units)  # OneColumnPerUnit: a whole number >= 1, or an error naming the family
 
     @property
     def param_size(self) -> int:
