@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 from pathlib import Path
 
@@ -88,8 +89,15 @@ def test_missing_specs_json(capsys, mnist_copy, tmp_path):
     _assert_user_error(code, err, "specs.json")
 
 
-def test_corrupt_model_pt(capsys, mnist_copy, tmp_path):
-    (mnist_copy / "model.pt").write_bytes(os.urandom(4096))
+@pytest.mark.parametrize("seed", range(40))
+def test_corrupt_model_pt(capsys, mnist_copy, tmp_path, seed):
+    # Garbage makes torch's restricted unpickler fail in many ways (UnpicklingError, IndexError, KeyError, ...);
+    # half the blobs start with a pickle protocol header so they reach the unpickler's opcode loop.
+    rng = random.Random(seed)
+    blob = bytes(rng.getrandbits(8) for _ in range(4096))
+    if seed % 2:
+        blob = b"\x80\x02" + blob
+    (mnist_copy / "model.pt").write_bytes(blob)
     code, _, err = _run(capsys, "import-jointvae", str(mnist_copy), str(tmp_path / "out"))
     _assert_user_error(code, err, "model.pt", "corrupt")
     assert not (tmp_path / "out").exists()

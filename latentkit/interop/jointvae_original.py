@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +54,7 @@ def _read_state_dict(src: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{str(src)!r} has no model.pt; an original JointVAE folder holds model.pt and specs.json")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - the restricted unpickler raises anything (IndexError, KeyError, ...) on garbage
         raise CheckpointError(
             f"{str(path)!r} cannot be read as a plain state_dict ({type(exc).__name__}); it is corrupt, or holds "
             "pickled objects other than tensors, which latentkit refuses to execute"
