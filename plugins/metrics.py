@@ -8,6 +8,9 @@ optional attributes ``needs_ground_truth``, ``needs_data`` and ``options``).
   encoded in eval mode; the argmax categories of every channel whose family ``is_discrete`` (channels in declaration
   order, variables in order) are combined into one cluster id and scored against the labels by majority map, by
   one-to-one Hungarian matching, and by NMI.
+* ``kmeans-accuracy``: the same three scores for the ``clusters`` (default: as many as the labels) clusters of a
+  k-means on the continuous channels' means — the class information a continuous-only model (β-VAE) holds, measured
+  the way the discrete code's is (:func:`latentkit.metrics.accuracy.kmeans_clusters`).
 * ``reconstruction``: each image's BCE summed over its pixels, decoded from its representative latent: median, mean,
   10th and 90th percentiles (:mod:`latentkit.metrics.reconstruction`).
 * ``kl-ranking``: each latent unit's mean KL to its prior on the split, ranked (:mod:`latentkit.metrics.kl`).
@@ -24,8 +27,8 @@ from torch import nn
 from latentkit.data.provider import ImageData, as_float_batch
 from latentkit.errors import ConfigError
 from latentkit.metrics import dci, factorvae, mig, sap
-from latentkit.metrics.accuracy import cluster_accuracy, combine_categories
-from latentkit.metrics.base import GroundTruthMetric
+from latentkit.metrics.accuracy import cluster_accuracy, combine_categories, kmeans_clusters
+from latentkit.metrics.base import GroundTruthMetric, ModelRepresentation, check_bool, check_positive_int, resolve_options
 from latentkit.metrics.kl import kl_ranking
 from latentkit.metrics.reconstruction import reconstruction
 from latentkit.plugins import hookimpl
@@ -60,13 +63,45 @@ def encode_categories(model: nn.Module, data: ImageData, batch_size: int = 1000,
 
 def accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000, device: str | torch.device = "cpu") -> dict:
     """``{"majority", "hungarian", "nmi", "n_images", "n_clusters_used"}`` of the discrete code against the labels."""
+    labels = _labels_or_error(data, "accuracy")
+    cats, sizes = encode_categories(model, data, batch_size, device)
+    return cluster_accuracy(combine_categories(cats, sizes), labels)
+
+
+def _labels_or_error(data: ImageData, metric: str):
     if data.labels is None:
         raise ConfigError(
-            "the accuracy metric needs class labels, but this data split has none (e.g. celeba, chairs); evaluate on a "
-            "labelled data set such as mnist or fashion_mnist"
+            f"the {metric} metric needs class labels, but this data split has none (e.g. celeba, chairs); evaluate on "
+            "a labelled data set such as mnist or fashion_mnist"
         )
-    cats, sizes = encode_categories(model, data, batch_size, device)
-    return cluster_accuracy(combine_categories(cats, sizes), data.labels)
+    return data.labels
+
+
+KMEANS_DEFAULTS = {"clusters": 0, "seed": 0, "n_init": 10, "standardize": False}
+
+
+def kmeans_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000, device: str | torch.device = "cpu",
+                    **options) -> dict:
+    """``accuracy``'s scores for a k-means of the continuous means (``clusters`` 0: one per label value)."""
+    opts = resolve_options("kmeans-accuracy", KMEANS_DEFAULTS, options)
+    labels = _labels_or_error(data, "kmeans-accuracy")
+    k = check_positive_int("kmeans-accuracy", "clusters", opts["clusters"], minimum=0)
+    k = k or int(len(torch.unique(torch.as_tensor(labels))))
+    represent = ModelRepresentation(model, batch_size, device)
+    if represent.is_discrete.all():
+        raise ConfigError("the kmeans-accuracy metric clusters continuous units, but this model has none; use the "
+                          "accuracy metric for its discrete code")
+    codes, is_discrete = represent(data.images)
+    clusters = kmeans_clusters(
+        codes[:, ~is_discrete], k,
+        seed=check_positive_int("kmeans-accuracy", "seed", opts["seed"], minimum=0),
+        n_init=check_positive_int("kmeans-accuracy", "n_init", opts["n_init"]),
+        standardize=check_bool("kmeans-accuracy", "standardize", opts["standardize"]),
+    )
+    return {**cluster_accuracy(clusters, labels), "clusters": k}
+
+
+kmeans_accuracy.options = KMEANS_DEFAULTS
 
 
 factorvae_metric = GroundTruthMetric(factorvae.NAME, factorvae.factor_vae_score, factorvae.DEFAULTS, factorvae.__doc__)
@@ -78,6 +113,7 @@ sap_metric = GroundTruthMetric(sap.NAME, sap.sap_score, sap.DEFAULTS, sap.__doc_
 @hookimpl
 def latentkit_register_metrics(registry):
     registry.add("accuracy", accuracy)
+    registry.add("kmeans-accuracy", kmeans_accuracy)
     registry.add("kl-ranking", kl_ranking)
     registry.add("reconstruction", reconstruction)
     for metric in (factorvae_metric, mig_metric, dci_metric, sap_metric):

@@ -20,6 +20,7 @@ from latentkit.metrics.accuracy import (
     combine_categories,
     contingency_table,
     hungarian_accuracy,
+    kmeans_clusters,
     majority_accuracy,
     normalized_mutual_info,
 )
@@ -194,6 +195,82 @@ def test_metric_needs_labels():
 def test_unknown_metric_lists_known_ones():
     with pytest.raises(UnknownNameError, match="accuracy"):
         get_registry().metrics.get("acuracy")
+
+
+# --- k-means on the continuous means (what a continuous-only model's codes say about the class) ------------------
+
+
+def _blobs(n=3000, k=10, dims=4, spread=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, k, size=n)
+    centres = rng.normal(0.0, 5.0, size=(k, dims))
+    return centres[labels] + rng.normal(0.0, spread, size=(n, dims)), labels
+
+
+def test_kmeans_on_separated_classes_scores_one():
+    codes, labels = _blobs()
+    result = cluster_accuracy(kmeans_clusters(codes, 10), labels)
+    assert result["hungarian"] == result["majority"] == 1.0
+
+
+def test_kmeans_on_noise_scores_about_chance():
+    rng = np.random.default_rng(3)
+    codes, labels = rng.normal(size=(5000, 4)), rng.integers(0, 10, size=5000)
+    assert cluster_accuracy(kmeans_clusters(codes, 10), labels)["hungarian"] < 0.13
+
+
+def test_kmeans_standardize_weights_units_equally():
+    # The class lives in a unit of small spread beside a noise unit a hundred times wider: raw k-means splits the noise.
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 2, size=4000)
+    codes = np.stack([labels * 0.1 + rng.normal(0, 0.005, 4000), rng.normal(0, 10.0, 4000)], axis=1)
+    raw = cluster_accuracy(kmeans_clusters(codes, 2), labels)["hungarian"]
+    scaled = cluster_accuracy(kmeans_clusters(codes, 2, standardize=True), labels)["hungarian"]
+    assert raw < 0.6 and scaled == 1.0
+
+
+def test_kmeans_is_seeded():
+    codes, _ = _blobs(spread=3.0)
+    assert (kmeans_clusters(codes, 10, seed=1) == kmeans_clusters(codes, 10, seed=1)).all()
+
+
+@pytest.mark.parametrize("codes, k, match", [
+    (np.zeros((5, 0)), 2, "shape"), (np.zeros((5, 2)), 0, ">= 1"), (np.zeros((3, 2)), 4, "more images"),
+    (np.full((5, 2), np.nan), 2, "NaN"),
+])
+def test_kmeans_bad_inputs(codes, k, match):
+    with pytest.raises(ConfigError, match=match):
+        kmeans_clusters(codes, k)
+
+
+def test_kmeans_metric_clusters_the_continuous_means_only():
+    metric = get_registry().metrics.get("kmeans-accuracy")
+    model = _tiny_model([ChannelSpec("cont", "gaussian", {"units": 3}), ChannelSpec("d", "gumbel_softmax", {"sizes": [4]})])
+    model.train()
+    data = _data(n=60)
+    result = metric(model, data, batch_size=7, device="cpu")
+    assert model.training  # mode restored
+    assert result["clusters"] == 4  # one per label value by default
+    model.eval()
+    with torch.no_grad():
+        means = model.encode(data.images.float() / 255)["cont"]["mean"].double().numpy()
+    expected = cluster_accuracy(kmeans_clusters(means, 4), data.labels)
+    assert {k: v for k, v in result.items() if k != "clusters"} == expected
+    assert metric(model, data, batch_size=7, device="cpu", clusters=6)["clusters"] == 6
+    json.dumps(result)
+
+
+def test_kmeans_metric_errors():
+    metric = get_registry().metrics.get("kmeans-accuracy")
+    with pytest.raises(ConfigError, match="continuous"):
+        metric(_tiny_model([ChannelSpec("d", "gumbel_softmax", {"sizes": [4]})]), _data(), batch_size=10)
+    cont = _tiny_model([ChannelSpec("cont", "gaussian", {"units": 3})])
+    with pytest.raises(ConfigError, match="labels"):
+        metric(cont, _data(labels=False), batch_size=10)
+    with pytest.raises(ConfigError, match="clusters"):
+        metric(cont, _data(), batch_size=10, clusters=-1)
+    with pytest.raises(ConfigError, match="no option"):
+        metric(cont, _data(), batch_size=10, k=3)
 
 
 # --- the paper's headline figure -----------------------------------------------------------------------------------

@@ -104,3 +104,28 @@ def cluster_accuracy(clusters, labels) -> dict[str, float | int]:
         "n_images": int(table.sum()),
         "n_clusters_used": int(len(c_values)),
     }
+
+
+def kmeans_clusters(codes, k: int, seed: int = 0, n_init: int = 10, standardize: bool = False) -> np.ndarray:
+    """Cluster ids ``(N,)`` of ``k``-means (k-means++ starts, ``n_init`` restarts, best inertia) on ``codes (N, D)``.
+
+    Why: a continuous-only model has no categorical code to read a class from; the JointVAE paper's claim that a
+    β-VAE does not separate the digits becomes measurable as the accuracy of the best ``k`` clusters of its means.
+    ``standardize`` scales each column to unit variance first (k-means otherwise weights units by their spread).
+    """
+    from sklearn.cluster import KMeans  # scikit-learn: a well-kept k-means (Lloyd/Elkan, k-means++), imported lazily
+
+    codes = np.asarray(codes, dtype=np.float64)
+    if codes.ndim != 2 or codes.shape[1] == 0:
+        raise ConfigError(f"k-means needs codes of shape (N, D) with D >= 1, got {codes.shape}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ConfigError(f"the number of k-means clusters must be a whole number >= 1, got {k!r}")
+    if codes.shape[0] < k:
+        raise ConfigError(f"{codes.shape[0]} images cannot form {k} k-means clusters; evaluate on more images")
+    if not np.isfinite(codes).all():
+        raise ConfigError("the codes hold NaN or inf; the model is broken or diverged")
+    if standardize:
+        spread = codes.std(axis=0)
+        codes = (codes - codes.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    km = KMeans(n_clusters=int(k), n_init=int(n_init), random_state=int(seed))
+    return km.fit_predict(codes).astype(np.int64)
