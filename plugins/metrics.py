@@ -17,6 +17,9 @@ optional attributes ``needs_ground_truth``, ``needs_data`` and ``options``).
 * ``factorvae``, ``mig``, ``dci``, ``sap``: disentanglement metrics on the data set's ground-truth factor grid, with
   disentanglement_lib's protocols and defaults (:mod:`latentkit.metrics.factorvae`, ``.mig``, ``.dci``, ``.sap``).
   The representation is the Gaussian means plus, per discrete variable, its argmax category.
+* ``factor-correlation``: per ordered ground-truth factor, the continuous unit most correlated with it on images drawn
+  from the grid, with Pearson and Spearman correlations (the paper's Fig. 8a as a number,
+  :mod:`latentkit.metrics.correlation`; ``latentkit plot`` draws the scatter).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from torch import nn
 
 from latentkit.data.provider import ImageData, as_float_batch
 from latentkit.errors import ConfigError
-from latentkit.metrics import dci, factorvae, mig, sap
+from latentkit.metrics import correlation, dci, factorvae, mig, sap
 from latentkit.metrics.accuracy import cluster_accuracy, combine_categories, kmeans_clusters
 from latentkit.metrics.base import GroundTruthMetric, ModelRepresentation, check_bool, check_positive_int, resolve_options
 from latentkit.metrics.kl import kl_ranking
@@ -108,6 +111,8 @@ factorvae_metric = GroundTruthMetric(factorvae.NAME, factorvae.factor_vae_score,
 mig_metric = GroundTruthMetric(mig.NAME, mig.mig_score, mig.DEFAULTS, mig.__doc__)
 dci_metric = GroundTruthMetric(dci.NAME, dci.dci_score, dci.DEFAULTS, dci.__doc__)
 sap_metric = GroundTruthMetric(sap.NAME, sap.sap_score, sap.DEFAULTS, sap.__doc__)
+correlation_metric = GroundTruthMetric(correlation.NAME, correlation.factor_correlation, correlation.DEFAULTS,
+                                       correlation.__doc__)
 
 
 @hookimpl
@@ -116,5 +121,5 @@ def latentkit_register_metrics(registry):
     registry.add("kmeans-accuracy", kmeans_accuracy)
     registry.add("kl-ranking", kl_ranking)
     registry.add("reconstruction", reconstruction)
-    for metric in (factorvae_metric, mig_metric, dci_metric, sap_metric):
+    for metric in (factorvae_metric, mig_metric, dci_metric, sap_metric, correlation_metric):
         registry.add(metric.name, metric)

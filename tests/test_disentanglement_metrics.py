@@ -32,6 +32,7 @@ from latentkit.metrics import (
     sap_score,
 )
 from latentkit.metrics.base import resolve_options
+from latentkit.metrics.correlation import factor_correlation
 from latentkit.metrics.dci import completeness, disentanglement
 from latentkit.metrics.factorvae import variances
 from latentkit.plugins import get_registry
@@ -367,7 +368,7 @@ def test_metrics_are_registered_with_disentanglement_lib_defaults():
     json.dumps({name: metrics.get(name).options for name in ("factorvae", "mig", "dci", "sap")})
 
 
-@pytest.mark.parametrize("name", ["factorvae", "mig", "dci", "sap"])
+@pytest.mark.parametrize("name", ["factorvae", "mig", "dci", "sap", "factor-correlation"])
 def test_registered_metric_runs_on_a_model(name):
     """The registered form: a model's representation on a grid of 32x32 images."""
 
@@ -402,11 +403,56 @@ def test_registered_metric_runs_on_a_model(name):
         "mig": {"num_train": 50},
         "dci": {"num_train": 60, "num_test": 20, "n_estimators": 3},
         "sap": {"num_train": 50, "num_test": 20},
+        "factor-correlation": {"num_points": 50},
     }[name]
     result = get_registry().metrics.get(name)(model, None, batch_size=16, device="cpu", ground_truth=Bars(), **small)
     for key in ("score",) if name != "dci" else ("disentanglement", "completeness"):
         assert 0.0 <= result[key] <= 1.0
-    assert result["images_encoded"] > 0
+    assert result.get("images_encoded", result.get("num_points")) > 0
     with pytest.raises(ConfigError, match="image"):
         get_registry().metrics.get(name)(model, None, batch_size=16, ground_truth=GRID, **small)
 
+
+
+# --- factor correlation (the paper's Fig. 8a as a number) ----------------------------------------------------------
+CORR = {"num_points": 3000}
+
+
+def test_correlation_of_identity_codes_is_one_and_skips_the_categorical_factor():
+    result = factor_correlation(GRID, identity, names=("z_shape", "z_size", "z_x", "z_y"), **CORR)
+    assert set(result["factors"]) == {"size", "x", "y"}  # shape is categorical: left out
+    for factor in ("size", "x", "y"):
+        entry = result["factors"][factor]
+        assert entry["unit"] == f"z_{factor}"
+        assert entry["pearson"] == pytest.approx(1.0) and entry["spearman"] == pytest.approx(1.0)
+    assert result["score"] == pytest.approx(1.0)
+
+
+def test_correlation_of_noise_is_near_zero():
+    result = factor_correlation(GRID, noise_representation(3), **CORR)
+    assert result["score"] < 0.08
+
+
+def test_correlation_sign_and_rank():
+    def twisted(images):  # x negated, y through a monotone non-linearity
+        f = factors_of(images)
+        return np.stack([-f[:, 2], np.exp(2.0 * f[:, 3])], axis=1), np.zeros(2, dtype=bool)
+
+    result = factor_correlation(GRID, twisted, names=("neg_x", "exp_y"), **CORR)["factors"]
+    assert result["x"]["unit"] == "neg_x" and result["x"]["pearson"] == pytest.approx(-1.0)
+    assert result["y"]["unit"] == "exp_y" and result["y"]["spearman"] == pytest.approx(1.0)
+    assert result["y"]["pearson"] < 0.95  # linear correlation misses what the rank correlation sees
+
+
+def test_correlation_ignores_discrete_columns_and_needs_a_continuous_one():
+    def x_as_category(images):
+        f = factors_of(images)
+        return np.stack([f[:, 2], np.zeros(len(f))], axis=1), np.array([True, False])
+
+    result = factor_correlation(GRID, x_as_category, names=("cat", "flat"), **CORR)
+    assert all(entry["unit"] == "flat" for entry in result["factors"].values())
+    assert result["score"] == 0.0
+    with pytest.raises(ConfigError, match="continuous"):
+        factor_correlation(GRID, lambda im: (factors_of(im), np.ones(F, dtype=bool)), **CORR)
+    with pytest.raises(ConfigError, match="num_points"):
+        factor_correlation(GRID, identity, num_points=2)

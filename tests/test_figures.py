@@ -207,7 +207,9 @@ def test_sample_command(run_dir, capsys):
 
 def test_plot_command_and_kl_source(run_dir, tmp_path, capsys):
     assert cli.main(["plot", str(run_dir), "--out", str(tmp_path)]) == 0
-    assert {p.name for p in tmp_path.iterdir()} == {"kl-curves.png", "kl-rise.png", "kl-ranking.png"}
+    # the shapes data set has a factor grid: each ordered factor against its best unit (Fig. 8a) is drawn too
+    assert {p.name for p in tmp_path.iterdir()} == {"kl-curves.png", "kl-rise.png", "kl-ranking.png",
+                                                    "factor-scatter.png"}
     # a bare checkpoint folder (no training history): the ranking is still drawn, from the data set, with a notice
     bare = tmp_path / "bare"
     shutil.copytree(run_dir / "final", bare)

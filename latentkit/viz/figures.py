@@ -190,9 +190,34 @@ def _pad_rows(rows: list[Tensor]) -> Tensor:
     return torch.stack([torch.cat([row, row.new_ones(width - row.shape[0], *row.shape[1:])]) for row in rows])
 
 
+#: images drawn from the factor grid for the factor scatter (and its correlations)
+SCATTER_POINTS = 5_000
+
+
+def _factor_scatter(source: FigureSource, out: Path) -> list[Figure]:
+    ground_truth = source.ground_truth()
+    if ground_truth is None or all(ground_truth.discrete_factors or [False]) or all(f.is_discrete for _, f in source.model.latent.items()):
+        return []
+    from latentkit.metrics.base import ModelRepresentation, axis_names
+    from latentkit.metrics.correlation import correlation_table, sample_correlation_points
+    from latentkit.viz.plots import plot_factor_scatter
+
+    represent = ModelRepresentation(source.model, device=source.device)
+    codes, is_discrete, values = sample_correlation_points(ground_truth, represent, SCATTER_POINTS)
+    factor_names = list(axis_names(ground_truth.factor_names, values.shape[1], "factor"))
+    table = correlation_table(codes, is_discrete, values, list(represent.names), factor_names,
+                              ground_truth.discrete_factors)
+    path = plot_factor_scatter(codes, values, table, list(represent.names), factor_names, out / "factor-scatter.png",
+                               title=f"{source.name}: factors read off single units")
+    return [Figure(path, f"Each ordered ground-truth factor against the continuous unit most correlated with it, on "
+                         f"{SCATTER_POINTS:,} images drawn from the factor grid (the paper's Fig. 8a).")]
+
+
 def write_plots(source: FigureSource, out: str | os.PathLike, *, n: int = 10) -> list[Figure]:
     """``kl-curves.png`` (each unit's KL over training with the capacities: the paper's Fig. 7a; needs the training
-    history), ``kl-rise.png`` (which unit's KL rises first) and ``kl-ranking.png`` (units ranked by KL, each with its traversal: Fig. 7b)."""
+    history), ``kl-rise.png`` (which unit's KL rises first), ``kl-ranking.png`` (units ranked by KL, each with its
+    traversal: Fig. 7b) and, for a data set with a factor grid (dSprites), ``factor-scatter.png`` (each ordered factor
+    against the unit that tracks it best: Fig. 8a)."""
     from latentkit.viz.plots import plot_kl_curves, plot_kl_ranking, plot_kl_rise, read_metrics
 
     out = Path(out)
@@ -210,6 +235,7 @@ def write_plots(source: FigureSource, out: str | os.PathLike, *, n: int = 10) ->
             f"no KL curves: {str(source.folder)!r} has no metrics.jsonl (an imported or copied checkpoint has no "
             f"training history; a run directory of `latentkit train` has one)"
         )
+    figures += _factor_scatter(source, out)
     kl, where = source.unit_kl()
     if kl is None:
         source.notices.append(f"no KL ranking: {where}")

@@ -27,10 +27,12 @@ from latentkit._atomic import write_bytes
 from latentkit.errors import ConfigError
 
 __all__ = [
+    "factor_scatter_figure",
     "kl_channels",
     "kl_curves_figure",
     "kl_ranking_figure",
     "kl_rise_steps",
+    "plot_factor_scatter",
     "plot_kl_curves",
     "plot_kl_ranking",
     "read_metrics",
@@ -406,3 +408,37 @@ def plot_kl_ranking(kl: Mapping[str, float], out: str | os.PathLike, *, traversa
     ``traversals`` (units, m, C, H, W) in [0, 1] is given, row i for the i-th unit in descending-KL order — that unit's
     traversal strip beside its bar. Writes a PNG of ``figsize × dpi`` pixels to ``out`` and returns its path."""
     return _save(kl_ranking_figure(kl, traversals=traversals, title=title), out, dpi)
+
+
+# --------------------------------------------------------------------------------------------------- Fig. 8a
+def factor_scatter_figure(codes: np.ndarray, values: np.ndarray, table: Mapping, code_names: list[str],
+                          factor_names: list[str], *, title: str | None = None, max_points: int = 3000) -> Figure:
+    """The paper's Fig. 8a for every ordered factor of a grid: the factor's value (x) against the continuous unit
+    that tracks it best (y, from :func:`latentkit.metrics.correlation.correlation_table`), one panel per factor, with
+    Pearson ``r`` and Spearman ``ρ`` in the panel title. At most ``max_points`` points are drawn (the first ones)."""
+    factors = list(table["factors"])
+    if not factors:
+        raise ConfigError("no factor to draw: the correlation table is empty")
+    n = min(len(codes), max_points)
+    fig = Figure(figsize=(_eighths(3.0 * len(factors)), 3.0), layout="constrained")
+    axes = fig.subplots(1, len(factors), squeeze=False)[0]
+    for ax, factor in zip(axes, factors):
+        entry = table["factors"][factor]
+        x = values[:n, factor_names.index(factor)]
+        y = codes[:n, code_names.index(entry["unit"])]
+        ax.scatter(x, y, s=3, alpha=0.25, color="#1f77b4", rasterized=True, linewidths=0)
+        ax.set_title(f"{factor} ↔ {entry['unit']}\nr = {entry['pearson']:+.2f}, ρ = {entry['spearman']:+.2f}",
+                     fontsize=9)
+        ax.set_xlabel(factor)
+        ax.set_ylabel(f"{entry['unit']} (posterior mean)")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_factor_scatter(codes: np.ndarray, values: np.ndarray, table: Mapping, code_names: list[str],
+                        factor_names: list[str], out: str | os.PathLike, *, title: str | None = None,
+                        dpi: int = DEFAULT_DPI) -> Path:
+    """:func:`factor_scatter_figure` as a PNG; returns its path."""
+    return _save(factor_scatter_figure(codes, values, table, code_names, factor_names, title=title), out, dpi)

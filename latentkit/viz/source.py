@@ -82,6 +82,23 @@ class FigureSource:
         self._splits[key] = result
         return result
 
+    def ground_truth(self):
+        """The data set's factor grid (:class:`~latentkit.data.ground_truth.GroundTruthData`), or ``None`` when it has
+        none (MNIST, CelebA: silently) or it cannot be loaded (with a notice)."""
+        if "ground_truth" in self._splits:
+            return self._splits["ground_truth"]
+        from latentkit.data.provider import DatasetProvider
+
+        result = None
+        try:
+            provider = build_provider(as_component(self.config["dataset"], "the checkpoint's dataset"))
+            if type(provider).ground_truth is not DatasetProvider.ground_truth:
+                result = provider.ground_truth(self.data_root)
+        except (LatentkitError, KeyError, TypeError) as exc:
+            self.notices.append(f"the data set's factor grid could not be loaded ({exc}); no factor scatter")
+        self._splits["ground_truth"] = result
+        return result
+
     def unit_kl(self) -> tuple[dict[str, float] | None, str]:
         """``({unit: KL in nats}, where it came from)``, or ``(None, why)`` when there is no source."""
         if self._kl is None:
