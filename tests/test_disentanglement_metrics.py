@@ -420,11 +420,11 @@ CORR = {"num_points": 3000}
 
 def test_correlation_of_identity_codes_is_one_and_skips_the_categorical_factor():
     result = factor_correlation(GRID, identity, names=("z_shape", "z_size", "z_x", "z_y"), **CORR)
-    assert set(result["factors"]) == {"size", "x", "y"}  # shape is categorical: left out
+    assert set(result["unit"]) == {"size", "x", "y"}  # shape is categorical: left out
     for factor in ("size", "x", "y"):
-        entry = result["factors"][factor]
-        assert entry["unit"] == f"z_{factor}"
-        assert entry["pearson"] == pytest.approx(1.0) and entry["spearman"] == pytest.approx(1.0)
+        assert result["unit"][factor] == f"z_{factor}"
+        assert result["pearson"][factor] == pytest.approx(1.0) and result["spearman"][factor] == pytest.approx(1.0)
+        assert result["abs_pearson_by_unit"][factor][f"z_{factor}"] == pytest.approx(1.0)
     assert result["score"] == pytest.approx(1.0)
 
 
@@ -438,10 +438,10 @@ def test_correlation_sign_and_rank():
         f = factors_of(images)
         return np.stack([-f[:, 2], np.exp(2.0 * f[:, 3])], axis=1), np.zeros(2, dtype=bool)
 
-    result = factor_correlation(GRID, twisted, names=("neg_x", "exp_y"), **CORR)["factors"]
-    assert result["x"]["unit"] == "neg_x" and result["x"]["pearson"] == pytest.approx(-1.0)
-    assert result["y"]["unit"] == "exp_y" and result["y"]["spearman"] == pytest.approx(1.0)
-    assert result["y"]["pearson"] < 0.95  # linear correlation misses what the rank correlation sees
+    result = factor_correlation(GRID, twisted, names=("neg_x", "exp_y"), **CORR)
+    assert result["unit"]["x"] == "neg_x" and result["pearson"]["x"] == pytest.approx(-1.0)
+    assert result["unit"]["y"] == "exp_y" and result["spearman"]["y"] == pytest.approx(1.0)
+    assert result["pearson"]["y"] < 0.95  # linear correlation misses what the rank correlation sees
 
 
 def test_correlation_ignores_discrete_columns_and_needs_a_continuous_one():
@@ -450,7 +450,7 @@ def test_correlation_ignores_discrete_columns_and_needs_a_continuous_one():
         return np.stack([f[:, 2], np.zeros(len(f))], axis=1), np.array([True, False])
 
     result = factor_correlation(GRID, x_as_category, names=("cat", "flat"), **CORR)
-    assert all(entry["unit"] == "flat" for entry in result["factors"].values())
+    assert set(result["unit"].values()) == {"flat"}
     assert result["score"] == 0.0
     with pytest.raises(ConfigError, match="continuous"):
         factor_correlation(GRID, lambda im: (factors_of(im), np.ones(F, dtype=bool)), **CORR)

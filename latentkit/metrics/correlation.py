@@ -44,8 +44,9 @@ def _pearson_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def correlation_table(codes: np.ndarray, is_discrete: np.ndarray, values: np.ndarray,
                       code_names: Sequence[str], factor_names: Sequence[str],
                       discrete_factors: Sequence[bool] = ()) -> dict:
-    """Per ordered factor with more than one value: its best-tracking continuous unit, ``r``, Spearman ``rho`` and
-    ``|r|`` of every unit; and ``score``, the mean best ``|r|``. ``codes (N, D)``, ``values (N, F)`` physical factor
+    """Per ordered factor with more than one value (keyed by factor name): ``unit``, its best-tracking continuous unit;
+    ``pearson`` (``r``) and ``spearman`` (``rho``) of that unit; ``abs_pearson_by_unit``, ``|r|`` of every unit; and
+    ``score``, the mean best ``|r|``. ``codes (N, D)``, ``values (N, F)`` physical factor
     values; factors flagged in ``discrete_factors`` (categorical, e.g. a shape) are left out."""
     codes, values = np.asarray(codes, dtype=np.float64), np.asarray(values, dtype=np.float64)
     cont = np.flatnonzero(~np.asarray(is_discrete, dtype=bool))
@@ -56,21 +57,19 @@ def correlation_table(codes: np.ndarray, is_discrete: np.ndarray, values: np.nda
                           f"and {values.shape[0]} factor rows")
     r = _pearson_matrix(codes[:, cont], values)
     rho = _pearson_matrix(_ranks(codes[:, cont]), _ranks(values))
-    factors = {}
+    units, pearson, spearman, by_unit = {}, {}, {}, {}
     for j, factor in enumerate(factor_names):
         if (j < len(discrete_factors) and discrete_factors[j]) or np.unique(values[:, j]).size < 2:
             continue
         best = int(np.argmax(np.abs(r[:, j])))
-        factors[factor] = {
-            "unit": code_names[cont[best]],
-            "pearson": float(r[best, j]),
-            "spearman": float(rho[best, j]),
-            "abs_pearson_by_unit": {code_names[c]: float(abs(r[i, j])) for i, c in enumerate(cont)},
-        }
-    if not factors:
+        units[factor] = code_names[cont[best]]
+        pearson[factor] = float(r[best, j])
+        spearman[factor] = float(rho[best, j])
+        by_unit[factor] = {code_names[c]: float(abs(r[i, j])) for i, c in enumerate(cont)}
+    if not units:
         raise ConfigError(f"{NAME}: no ordered factor varies over the drawn points; nothing to correlate")
-    score = float(np.mean([abs(f["pearson"]) for f in factors.values()]))
-    return {"score": score, "factors": factors}
+    score = float(np.mean([abs(v) for v in pearson.values()]))
+    return {"score": score, "unit": units, "pearson": pearson, "spearman": spearman, "abs_pearson_by_unit": by_unit}
 
 
 def sample_correlation_points(ground_truth: GroundTruthData, represent: Representation, num_points: int = 10_000,

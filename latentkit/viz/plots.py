@@ -416,21 +416,21 @@ def factor_scatter_figure(codes: np.ndarray, values: np.ndarray, table: Mapping,
     """The paper's Fig. 8a for every ordered factor of a grid: the factor's value (x) against the continuous unit
     that tracks it best (y, from :func:`latentkit.metrics.correlation.correlation_table`), one panel per factor, with
     Pearson ``r`` and Spearman ``ρ`` in the panel title. At most ``max_points`` points are drawn (the first ones)."""
-    factors = list(table["factors"])
+    factors = list(table["unit"])
     if not factors:
         raise ConfigError("no factor to draw: the correlation table is empty")
     n = min(len(codes), max_points)
     fig = Figure(figsize=(_eighths(3.0 * len(factors)), 3.0), layout="constrained")
     axes = fig.subplots(1, len(factors), squeeze=False)[0]
     for ax, factor in zip(axes, factors):
-        entry = table["factors"][factor]
+        unit = table["unit"][factor]
         x = values[:n, factor_names.index(factor)]
-        y = codes[:n, code_names.index(entry["unit"])]
+        y = codes[:n, code_names.index(unit)]
         ax.scatter(x, y, s=3, alpha=0.25, color="#1f77b4", rasterized=True, linewidths=0)
-        ax.set_title(f"{factor} ↔ {entry['unit']}\nr = {entry['pearson']:+.2f}, ρ = {entry['spearman']:+.2f}",
+        ax.set_title(f"{factor} ↔ {unit}\nr = {table['pearson'][factor]:+.2f}, ρ = {table['spearman'][factor]:+.2f}",
                      fontsize=9)
         ax.set_xlabel(factor)
-        ax.set_ylabel(f"{entry['unit']} (posterior mean)")
+        ax.set_ylabel(f"{unit} (posterior mean)")
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
