@@ -30,6 +30,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from latentkit.sweep import set_aside_unstarted  # noqa: E402
 COLUMNS = [("hungarian", "accuracy (Hungarian)"), ("majority", "accuracy (majority)"), ("nmi", "NMI"),
            ("kmeans_hungarian", "k-means of cont. means (Hungarian)"), ("bce_median", "median test BCE / image"),
            ("wall_min", "training wall (min)")]
@@ -56,8 +59,9 @@ def train(run: Path, seed: int, args: argparse.Namespace) -> None:
         if args.steps:
             cmd += ["--steps", str(args.steps)]
     else:
-        if run.exists() and any(run.iterdir()):
-            raise SystemExit(f"{run} exists but holds no checkpoint; remove it or choose another --out")
+        moved = set_aside_unstarted(run)  # killed before its first checkpoint: start again
+        if moved:
+            print(f"seed {seed}: {run} held no checkpoint; moved to {moved} and starting again", flush=True)
         cmd = latentkit("train", args.recipe, "--seed", str(seed), "--out", str(run), "--quiet")
         if args.steps:
             cmd += ["--steps", str(args.steps)]

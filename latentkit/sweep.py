@@ -127,6 +127,21 @@ def _latentkit() -> list[str]:
     return [sys.executable, "-m", "latentkit"]
 
 
+def set_aside_unstarted(folder: Path) -> Path | None:
+    """Move a run folder that holds no checkpoint (a training killed before its first one) to
+    ``<name>.interrupted[-N]`` so the run can start again; returns where it went, or ``None`` when nothing was moved.
+    Nothing is deleted: its log and metrics stay readable there."""
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return None
+    if (folder / "final" / "config.json").is_file() or any(folder.glob("checkpoints/step-*/config.json")):
+        return None
+    target, n = folder.with_name(folder.name + ".interrupted"), 1
+    while target.exists():
+        target, n = folder.with_name(f"{folder.name}.interrupted-{n}"), n + 1
+    folder.rename(target)
+    return target
+
+
 def train_command(spec: SweepSpec, run: SweepRun) -> list[str]:
     folder = spec.out / run.name
     if (folder / "final" / "config.json").is_file():
@@ -134,6 +149,7 @@ def train_command(spec: SweepSpec, run: SweepRun) -> list[str]:
     if any(folder.glob("checkpoints/step-*/config.json")):
         cmd = _latentkit() + ["train", "--resume", str(folder), "--quiet"]
         return cmd + (["--steps", str(spec.steps)] if spec.steps else [])
+    set_aside_unstarted(folder)  # killed before its first checkpoint: start again, keeping what it wrote
     cmd = _latentkit() + ["train", spec.recipe, "--seed", str(run.seed), "--out", str(folder), "--quiet"]
     for key, value in run.settings:
         cmd += ["--set", f"{key}={value}"]

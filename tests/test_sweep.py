@@ -9,7 +9,7 @@ import pytest
 
 from latentkit import cli
 from latentkit.errors import ConfigError
-from latentkit.sweep import SweepSpec, plan, run_ray, split_values, summarise
+from latentkit.sweep import SweepRun, SweepSpec, plan, run_ray, set_aside_unstarted, split_values, summarise, train_command
 
 RECIPE = str(Path(__file__).resolve().parents[1] / "recipes" / "jointvae_shapes.py")
 DATA = 'dataset_options={"n": 128, "size": 32}'
@@ -35,6 +35,25 @@ def test_plan_is_every_combination_with_unique_names():
         plan([0], ["train.lr"])
     with pytest.raises(ConfigError, match="seed"):
         plan([], [])
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again_and_keeps_its_files(tmp_path):
+    spec = SweepSpec(recipe="r.py", out=tmp_path, steps=10)
+    run = SweepRun("seed-0", 0, ())
+    folder = tmp_path / "seed-0"
+    folder.mkdir()
+    (folder / "metrics.jsonl").write_text("{}\n")
+    cmd = train_command(spec, run)
+    assert "--resume" not in cmd and cmd[cmd.index("--out") + 1] == str(folder)
+    assert not folder.exists() and (tmp_path / "seed-0.interrupted" / "metrics.jsonl").read_text() == "{}\n"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    assert set_aside_unstarted(folder) == tmp_path / "seed-0.interrupted-1"
+    # a folder with a checkpoint is resumed, never moved; an empty or missing one is left alone
+    (folder / "checkpoints" / "step-00000005").mkdir(parents=True)
+    (folder / "checkpoints" / "step-00000005" / "config.json").write_text("{}")
+    assert set_aside_unstarted(folder) is None and "--resume" in train_command(spec, run)
+    assert set_aside_unstarted(tmp_path / "missing") is None
 
 
 def _rows(out: Path) -> list[dict]:
