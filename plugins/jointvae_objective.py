@@ -8,6 +8,8 @@
 * KL_c: channel c's KL summed over its units, averaged over the batch.
 * C_c(step): the channel's capacity schedule, clipped at the family's capacity bound (Σ log K for categoricals); both
   the asked-for and the clipped value are logged, so the clipping is visible.
+* ``spread/<channel>``: the batch variance of the channel's deterministic code (Gaussian means, argmax one-hots),
+  summed over its columns — not part of the loss; near 0 with a KL near capacity means a collapsed channel.
 * ``loss`` (what the optimiser sees) is divided by the number of values per channel (``scale="pixels"``): H·W for an
   image ``(C, H, W)``, as the original code does; L for a signal ``(C, L)``; D for a vector ``(D,)``. The logged
   ``objective``, ``recon`` and KL terms are unscaled.
@@ -118,7 +120,16 @@ class JointVAEObjective(StatisticsObjective):
         with torch.autocast(x.device.type, enabled=False):
             recon = self.reconstruction_nll(output.reconstruction.float(), x.float())
         kl_units = self.latent.kl(output.params, output.samples)
-        return {"recon": recon, **{f"kl/{name}": units.mean(0) for name, units in kl_units.items()}}
+        stats = {"recon": recon, **{f"kl/{name}": units.mean(0) for name, units in kl_units.items()}}
+        # How much each channel's deterministic code varies over the batch (logged as spread/<channel>): a channel
+        # whose KL meets its capacity while its code is the same for every input carries no information — the
+        # collapse that a large γ with a fast capacity ramp can cause (plugins/collapse_watch.py warns about it).
+        with torch.no_grad():
+            for name, family in self.latent.items():
+                rep = family.representative(output.params[name]).detach().double().flatten(1)  # E[x²]−E[x]²: float64
+                stats[f"rep_mean/{name}"] = rep.mean(0)
+                stats[f"rep_sq/{name}"] = (rep * rep).mean(0)
+        return stats
 
     def from_statistics(self, stats: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         recon = stats["recon"]
@@ -137,6 +148,9 @@ class JointVAEObjective(StatisticsObjective):
             logs[f"capacity_target/{name}"] = recon.new_tensor(asked)
             for unit_name, value in zip(self.unit_names[name], per_unit.unbind(0)):
                 logs[f"kl_unit/{unit_name}"] = value
+            if f"rep_mean/{name}" in stats:
+                mean = stats[f"rep_mean/{name}"]
+                logs[f"spread/{name}"] = (stats[f"rep_sq/{name}"] - mean * mean).clamp_min(0).sum()
         logs["kl/total"] = kl_total
         logs["objective"] = total
         logs["loss"] = total / self.divisor
