@@ -11,6 +11,8 @@ optional attributes ``needs_ground_truth``, ``needs_data`` and ``options``).
 * ``kmeans-accuracy``: the same three scores for the ``clusters`` (default: as many as the labels) clusters of a
   k-means on the continuous channels' means — the class information a continuous-only model (β-VAE) holds, measured
   the way the discrete code's is (:func:`latentkit.metrics.accuracy.kmeans_clusters`).
+* ``label-mig``: MIG with the class label as the only factor — whether one unit holds the class (the paper's Fig. 3
+  claim about β-VAE on MNIST): the best unit's share of H(label) and the gap to the second.
 * ``reconstruction``: each image's BCE summed over its pixels, decoded from its representative latent: median, mean,
   10th and 90th percentiles (:mod:`latentkit.metrics.reconstruction`).
 * ``kl-ranking``: each latent unit's mean KL to its prior on the split, ranked (:mod:`latentkit.metrics.kl`).
@@ -30,6 +32,7 @@ from torch import nn
 from latentkit.data.provider import ImageData, as_float_batch
 from latentkit.errors import ConfigError
 from latentkit.metrics import correlation, dci, factorvae, mig, sap
+from latentkit.metrics.mig import compute_mig
 from latentkit.metrics.accuracy import cluster_accuracy, combine_categories, kmeans_clusters
 from latentkit.metrics.base import GroundTruthMetric, ModelRepresentation, check_bool, check_positive_int, resolve_options
 from latentkit.metrics.kl import kl_ranking
@@ -106,6 +109,36 @@ def kmeans_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000, d
 
 kmeans_accuracy.options = KMEANS_DEFAULTS
 
+LABEL_MIG_DEFAULTS = {"num_bins": 20}
+
+
+def label_mig(model: nn.Module, data: ImageData, batch_size: int = 1000, device: str | torch.device = "cpu",
+              **options) -> dict:
+    """MIG with the class label as the one factor: is the class held by a single unit?
+
+    Why: "a β-VAE does not disentangle MNIST" is a claim about where the digit lives, not whether it is encoded (a
+    k-means of all its means finds it). Each unit (continuous ones binned as MIG does, a discrete variable's argmax as
+    is) gets its mutual information with the label, as a share of H(label); ``top_share`` is the best unit's share,
+    ``score`` the gap to the second best. A discrete code that is the digit scores near its ``top_share``; a digit
+    spread over several continuous units has a low top share and gap.
+    """
+    opts = resolve_options("label-mig", LABEL_MIG_DEFAULTS, options)
+    labels = _labels_or_error(data, "label-mig")
+    bins = check_positive_int("label-mig", "num_bins", opts["num_bins"], minimum=2)
+    represent = ModelRepresentation(model, batch_size, device)
+    codes, is_discrete = represent(data.images)
+    label_index = torch.unique(torch.as_tensor(labels), return_inverse=True)[1].numpy()[:, None]
+    result = compute_mig(codes, is_discrete, label_index, bins, represent.names, ("label",))
+    entropy = result["factor_entropy"]["label"]
+    shares = sorted(((info["label"] / entropy if entropy > 0 else 0.0), unit)
+                    for unit, info in result["mutual_info"].items())[::-1]
+    return {"score": result["score"], "top_unit": shares[0][1], "top_share": shares[0][0],
+            "second_unit": shares[1][1] if len(shares) > 1 else "", "second_share": shares[1][0] if len(shares) > 1 else 0.0,
+            "label_entropy": entropy}
+
+
+label_mig.options = LABEL_MIG_DEFAULTS
+
 
 factorvae_metric = GroundTruthMetric(factorvae.NAME, factorvae.factor_vae_score, factorvae.DEFAULTS, factorvae.__doc__)
 mig_metric = GroundTruthMetric(mig.NAME, mig.mig_score, mig.DEFAULTS, mig.__doc__)
@@ -119,6 +152,7 @@ correlation_metric = GroundTruthMetric(correlation.NAME, correlation.factor_corr
 def latentkit_register_metrics(registry):
     registry.add("accuracy", accuracy)
     registry.add("kmeans-accuracy", kmeans_accuracy)
+    registry.add("label-mig", label_mig)
     registry.add("kl-ranking", kl_ranking)
     registry.add("reconstruction", reconstruction)
     for metric in (factorvae_metric, mig_metric, dci_metric, sap_metric, correlation_metric):

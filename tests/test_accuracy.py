@@ -273,6 +273,51 @@ def test_kmeans_metric_errors():
         metric(cont, _data(), batch_size=10, k=3)
 
 
+# --- label MIG: is the class held by one unit? ----------------------------------------------------------------------
+
+
+def _model_reading_the_label():
+    """A 2-unit Gaussian model whose encoder puts the label (pixel 0 of the image) in cont.0 and noise in cont.1."""
+    model = _tiny_model([ChannelSpec("cont", "gaussian", {"units": 2})])
+    gen = torch.Generator().manual_seed(5)
+
+    def encode(x):
+        label = x[:, 0, 0, 0] * 255 / 40
+        noise = torch.randn(x.shape[0], generator=gen)
+        return {"cont": {"mean": torch.stack([label, noise], 1), "logvar": torch.zeros(x.shape[0], 2)}}
+
+    model.encode = encode
+    return model
+
+
+def _labelled(n=400):
+    labels = torch.arange(n) % 4
+    images = torch.zeros(n, 1, 32, 32, dtype=torch.uint8)
+    images[:, 0, 0, 0] = (labels * 40).to(torch.uint8)
+    return ImageData(images=images, labels=labels)
+
+
+def test_label_mig_finds_the_unit_that_is_the_label():
+    metric = get_registry().metrics.get("label-mig")
+    result = metric(_model_reading_the_label(), _labelled(), batch_size=64)
+    assert result["top_unit"] == "cont.0" and result["top_share"] == pytest.approx(1.0)
+    assert result["second_unit"] == "cont.1" and result["second_share"] < 0.1
+    assert result["score"] == pytest.approx(result["top_share"] - result["second_share"])
+    assert result["label_entropy"] == pytest.approx(np.log(4))
+    json.dumps(result)
+
+
+def test_label_mig_of_a_random_model_is_low_and_checks_its_inputs():
+    metric = get_registry().metrics.get("label-mig")
+    model = _tiny_model([ChannelSpec("cont", "gaussian", {"units": 3})])
+    result = metric(model, _data(n=200), batch_size=50)
+    assert 0.0 <= result["score"] <= result["top_share"] <= 1.0
+    with pytest.raises(ConfigError, match="labels"):
+        metric(model, _data(labels=False), batch_size=10)
+    with pytest.raises(ConfigError, match="num_bins"):
+        metric(model, _data(), batch_size=10, num_bins=1)
+
+
 # --- the paper's headline figure -----------------------------------------------------------------------------------
 
 
