@@ -67,13 +67,6 @@ def encode_categories(model: nn.Module, data: ImageData, batch_size: int = 1000,
     return cats, sizes
 
 
-def accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000, device: str | torch.device = "cpu") -> dict:
-    """``{"majority", "hungarian", "nmi", "n_images", "n_clusters_used"}`` of the discrete code against the labels."""
-    labels = _labels_or_error(data, "accuracy")
-    cats, sizes = encode_categories(model, data, batch_size, device)
-    return cluster_accuracy(combine_categories(cats, sizes), labels)
-
-
 def _labels_or_error(data: ImageData, metric: str):
     if data.labels is None:
         raise ConfigError(
@@ -81,6 +74,13 @@ def _labels_or_error(data: ImageData, metric: str):
             "a labelled data set such as mnist or fashion_mnist"
         )
     return data.labels
+
+
+def accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000, device: str | torch.device = "cpu") -> dict:
+    """``{"majority", "hungarian", "nmi", "n_images", "n_clusters_used"}`` of the discrete code against the labels."""
+    labels = _labels_or_error(data, "accuracy")
+    cats, sizes = encode_categories(model, data, batch_size, device)
+    return cluster_accuracy(combine_categories(cats, sizes), labels)
 
 
 KMEANS_DEFAULTS = {"clusters": 0, "seed": 0, "n_init": 10, "standardize": False}
