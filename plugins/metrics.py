@@ -83,6 +83,14 @@ def accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000, device: 
     return cluster_accuracy(combine_categories(cats, sizes), labels)
 
 
+def _encode_labelled(model: nn.Module, data: ImageData, batch_size, device, metric: str):
+    """``(codes, is_discrete, column names, labels)`` of a labelled split under the model's representation."""
+    labels = _labels_or_error(data, metric)
+    represent = ModelRepresentation(model, batch_size, device)
+    codes, is_discrete = represent(data.images)
+    return codes, is_discrete, represent.names, labels
+
+
 KMEANS_DEFAULTS = {"clusters": 0, "seed": 0, "n_init": 10, "standardize": False}
 
 
@@ -90,14 +98,12 @@ def kmeans_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000, d
                     **options) -> dict:
     """``accuracy``'s scores for a k-means of the continuous means (``clusters`` 0: one per label value)."""
     opts = resolve_options("kmeans-accuracy", KMEANS_DEFAULTS, options)
-    labels = _labels_or_error(data, "kmeans-accuracy")
     k = check_positive_int("kmeans-accuracy", "clusters", opts["clusters"], minimum=0)
+    codes, is_discrete, _, labels = _encode_labelled(model, data, batch_size, device, "kmeans-accuracy")
     k = k or int(len(torch.unique(torch.as_tensor(labels))))
-    represent = ModelRepresentation(model, batch_size, device)
-    if represent.is_discrete.all():
+    if is_discrete.all():
         raise ConfigError("the kmeans-accuracy metric clusters continuous units, but this model has none; use the "
                           "accuracy metric for its discrete code")
-    codes, is_discrete = represent(data.images)
     clusters = kmeans_clusters(
         codes[:, ~is_discrete], k,
         seed=check_positive_int("kmeans-accuracy", "seed", opts["seed"], minimum=0),
@@ -123,12 +129,10 @@ def label_mig(model: nn.Module, data: ImageData, batch_size: int = 1000, device:
     spread over several continuous units has a low top share and gap.
     """
     opts = resolve_options("label-mig", LABEL_MIG_DEFAULTS, options)
-    labels = _labels_or_error(data, "label-mig")
     bins = check_positive_int("label-mig", "num_bins", opts["num_bins"], minimum=2)
-    represent = ModelRepresentation(model, batch_size, device)
-    codes, is_discrete = represent(data.images)
+    codes, is_discrete, names, labels = _encode_labelled(model, data, batch_size, device, "label-mig")
     label_index = torch.unique(torch.as_tensor(labels), return_inverse=True)[1].numpy()[:, None]
-    result = compute_mig(codes, is_discrete, label_index, bins, represent.names, ("label",))
+    result = compute_mig(codes, is_discrete, label_index, bins, names, ("label",))
     entropy = result["factor_entropy"]["label"]
     shares = sorted(((info["label"] / entropy if entropy > 0 else 0.0), unit)
                     for unit, info in result["mutual_info"].items())[::-1]

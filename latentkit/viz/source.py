@@ -87,13 +87,10 @@ class FigureSource:
         none (MNIST, CelebA: silently) or it cannot be loaded (with a notice)."""
         if "ground_truth" in self._splits:
             return self._splits["ground_truth"]
-        from latentkit.data.provider import DatasetProvider
-
         result = None
-        try:
+        try:  # the base provider's ground_truth is None: only data sets with a factor grid give one
             provider = build_provider(as_component(self.config["dataset"], "the checkpoint's dataset"))
-            if type(provider).ground_truth is not DatasetProvider.ground_truth:
-                result = provider.ground_truth(self.data_root)
+            result = provider.ground_truth(self.data_root)
         except (LatentkitError, KeyError, TypeError) as exc:
             self.notices.append(f"the data set's factor grid could not be loaded ({exc}); no factor scatter")
         self._splits["ground_truth"] = result
