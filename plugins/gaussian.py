@@ -7,16 +7,13 @@ import math
 import torch
 from torch import Tensor
 
-from latentkit.core import LatentContext, LatentFamily, OneColumnPerUnit, Params
+from latentkit.core import DiagonalGaussianPosterior, LatentContext, LatentFamily, Params
 from latentkit.plugins import hookimpl
 
-#: log-variance is clamped to this range: std between 3e-7 and 3e6. Trained encoders never get near it; it keeps the KL
-#: and samples finite for arbitrary encoder outputs.
-LOGVAR_LIMIT = 30.0
 _LOG_2PI = math.log(2 * math.pi)
 
 
-class Gaussian(OneColumnPerUnit, LatentFamily):
+class Gaussian(DiagonalGaussianPosterior, LatentFamily):
     """``units`` independent Gaussian coordinates; posterior N(mean, exp(logvar)), prior N(0, 1).
 
     Encoder features: ``units`` means, then ``units`` log-variances.
@@ -27,22 +24,6 @@ class Gaussian(OneColumnPerUnit, LatentFamily):
     def __init__(self, units: int):
         super().__init__()
         self.set_units(units)
-
-    @property
-    def param_size(self) -> int:
-        return 2 * self.units
-
-    def params_from_features(self, features: Tensor) -> Params:
-        mean, logvar = features[:, : self.units], features[:, self.units :]
-        return {"mean": mean, "logvar": logvar.clamp(-LOGVAR_LIMIT, LOGVAR_LIMIT)}
-
-    def rsample(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
-        mean, logvar = params["mean"], params["logvar"]
-        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        return mean + torch.exp(0.5 * logvar) * eps
-
-    def representative(self, params: Params) -> Tensor:
-        return params["mean"]
 
     def kl(self, params: Params, context: LatentContext) -> Tensor:
         mean, logvar = params["mean"], params["logvar"]
@@ -58,13 +39,6 @@ class Gaussian(OneColumnPerUnit, LatentFamily):
         # The original's values: the standard normal quantiles of linspace(0.05, 0.95, n), about ±1.645.
         q = torch.linspace(0.05, 0.95, n, dtype=torch.float64)
         return torch.distributions.Normal(0.0, 1.0).icdf(q).float().unsqueeze(1)
-
-    def sample_posterior(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
-        return self.rsample(params, generator)
-
-    def log_posterior(self, params: Params, value: Tensor) -> Tensor:
-        mean, logvar = params["mean"], params["logvar"]
-        return -0.5 * (_LOG_2PI + logvar + (value - mean).pow(2) * torch.exp(-logvar))
 
     def log_prior(self, value: Tensor, context: LatentContext) -> Tensor:
         return -0.5 * (_LOG_2PI + value.pow(2))

@@ -3,12 +3,18 @@
 Any number of variables, each with its own number of categories K ≥ 2. The KL is that of the categorical posterior to
 the uniform prior, ``log K + Σ α log(α + eps)`` per variable, as the original code computes it — not the KL of the
 relaxed (Concrete) distribution, which has no closed form; the original's author tried it and kept this one.
+
+Two training options beyond the original's: an annealed temperature (``anneal``, a pure function of the global step,
+set by the trainer through :meth:`GumbelSoftmax.at_step`) and straight-through one-hot samples (``hard``). The
+family's :meth:`~GumbelSoftmax.diagnostics` let the objective log the temperature and how close to one-hot the training
+samples are.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +26,60 @@ from latentkit.plugins import hookimpl
 
 DEFAULT_TEMPERATURE = 0.67
 EPS = 1e-12
+ANNEAL_SHAPES = ("exponential", "linear")
+ANNEAL_EXAMPLE = '{"start": 1.0, "end": 0.5, "steps": 30000, "shape": "exponential"}'
+
+
+class TemperatureAnneal:
+    """The temperature at a global step: ``start`` at step 0, ``end`` from step ``steps`` on.
+
+    With ``t = min(step, steps) / steps``: ``shape="exponential"`` (the default) interpolates geometrically,
+    ``start · (end / start)^t`` — the same factor every step, as Jang et al. anneal; ``shape="linear"`` is
+    ``start + (end − start) · t``."""
+
+    def __init__(self, start: float, end: float, steps: int, shape: str = "exponential"):
+        for name, value in (("start", start), ("end", end)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+                raise ConfigError(
+                    f"gumbel_softmax anneal {name} must be a positive finite temperature such as 0.5, got {value!r} "
+                    f"(a valid anneal: {ANNEAL_EXAMPLE})"
+                )
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+            raise ConfigError(
+                f"gumbel_softmax anneal steps must be a whole number of training steps >= 1 such as 30000, got "
+                f"{steps!r} (a valid anneal: {ANNEAL_EXAMPLE})"
+            )
+        if shape not in ANNEAL_SHAPES:
+            raise ConfigError(
+                f"gumbel_softmax anneal shape must be one of {ANNEAL_SHAPES}, got {shape!r} (a valid anneal: "
+                f"{ANNEAL_EXAMPLE})"
+            )
+        self.start, self.end, self.steps, self.shape = float(start), float(end), int(steps), shape
+
+    @classmethod
+    def from_options(cls, anneal: object) -> TemperatureAnneal:
+        """Build from the family's ``anneal`` option, with errors that show a valid one."""
+        if not isinstance(anneal, Mapping):
+            raise ConfigError(f"gumbel_softmax anneal must be a mapping such as {ANNEAL_EXAMPLE}, got {anneal!r}")
+        missing = [k for k in ("start", "end", "steps") if k not in anneal]
+        unknown = [k for k in anneal if k not in ("start", "end", "steps", "shape")]
+        if missing or unknown:
+            raise ConfigError(
+                f"gumbel_softmax anneal needs start, end and steps (shape is optional: {' or '.join(ANNEAL_SHAPES)}); "
+                f"missing {missing}, unknown {unknown} in {dict(anneal)!r}; e.g. {ANNEAL_EXAMPLE}"
+            )
+        return cls(**anneal)
+
+    def __call__(self, step: int) -> float:
+        t = min(max(step, 0), self.steps) / self.steps
+        if t >= 1:
+            return self.end
+        if self.shape == "linear":
+            return self.start + (self.end - self.start) * t
+        return self.start * (self.end / self.start) ** t
+
+    def __repr__(self) -> str:
+        return f"{self.shape}({self.start} -> {self.end} over {self.steps} steps)"
 
 
 class GumbelSoftmax(LatentFamily):
@@ -27,12 +87,32 @@ class GumbelSoftmax(LatentFamily):
 
     Encoder features: the logits of each variable in turn (ΣK features); the parameters are the softmax
     probabilities ``alpha`` (``(B, ΣK)``, variables concatenated in order).
+
+    ``anneal`` (e.g. ``{"start": 1.0, "end": 0.5, "steps": 30000, "shape": "exponential"}``, see
+    :class:`TemperatureAnneal`): the temperature follows that schedule of the global step, set by :meth:`at_step`
+    before each training step. It takes precedence over ``temperature``, which the JointVAE recipe always passes; a
+    freshly built or loaded family has the schedule's step-0 value, ``start``, until the first :meth:`at_step`.
+    Evaluation decodes one-hots and never reads the temperature; the relaxed densities (:meth:`log_density`, used by
+    the tcvae objective) use the current one.
+
+    ``hard=True``: straight-through samples. The forward value is the one-hot of each variable's argmax of the relaxed
+    sample, the gradient the relaxed sample's. Why: the decoder then trains on exactly what it decodes in evaluation
+    (one-hots), not on points inside the simplex it never sees afterwards; the price is a biased gradient. The argmax
+    of a relaxed sample is an exact categorical draw (Gumbel-max), so the KL — the categorical's — is unchanged, and
+    the training-sample densities become the categorical's.
     """
 
     family_name = "gumbel_softmax"
     is_discrete = True
 
-    def __init__(self, sizes: list[int], temperature: float = DEFAULT_TEMPERATURE, eps: float = EPS):
+    def __init__(
+        self,
+        sizes: list[int],
+        temperature: float = DEFAULT_TEMPERATURE,
+        eps: float = EPS,
+        anneal: Mapping | None = None,
+        hard: bool = False,
+    ):
         super().__init__()
         if isinstance(sizes, (int, str)) or not hasattr(sizes, "__iter__"):
             raise ConfigError(f"gumbel_softmax sizes must be a list of category counts such as [10], got {sizes!r}")
@@ -49,8 +129,12 @@ class GumbelSoftmax(LatentFamily):
             raise ConfigError(f"gumbel_softmax temperature must be a positive number (e.g. 0.67), got {temperature!r}")
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 <= eps < 1e-3:
             raise ConfigError(f"gumbel_softmax eps must be a small non-negative number (default 1e-12), got {eps!r}")
+        if not isinstance(hard, bool):
+            raise ConfigError(f"gumbel_softmax hard must be true or false, got {hard!r}")
         self.sizes = tuple(int(k) for k in sizes)
-        self.temperature = float(temperature)
+        self.anneal = TemperatureAnneal.from_options(anneal) if anneal is not None else None
+        self.temperature = self.anneal(0) if self.anneal is not None else float(temperature)
+        self.hard = hard
         self.eps = float(eps)
         self._offsets = [0]
         for k in self.sizes:
@@ -85,11 +169,12 @@ class GumbelSoftmax(LatentFamily):
             return fn(x.reshape(b, len(self.sizes), self.sizes[0])).reshape(b, -1)
         return torch.cat([fn(part) for part in torch.split(x, self.sizes, dim=-1)], dim=-1)
 
-    def _reduce_per_variable(self, x: Tensor) -> Tensor:
-        """Sum each variable's entries: ``(B, ΣK)`` to ``(B, n_vars)``."""
+    def _reduce_per_variable(self, x: Tensor, op: str = "sum") -> Tensor:
+        """Reduce each variable's entries with the tensor method ``op`` (``"sum"``, ``"amax"``): ``(B, ΣK)`` to
+        ``(B, n_vars)``."""
         if self._uniform:
-            return x.reshape(x.shape[0], len(self.sizes), self.sizes[0]).sum(-1)
-        return torch.stack([part.sum(-1) for part in torch.split(x, self.sizes, dim=-1)], dim=-1)
+            return getattr(x.reshape(x.shape[0], len(self.sizes), self.sizes[0]), op)(-1)
+        return torch.stack([getattr(part, op)(-1) for part in torch.split(x, self.sizes, dim=-1)], dim=-1)
 
     def _one_hot_argmax(self, scores: Tensor) -> Tensor:
         return self._per_variable(scores, lambda s: F.one_hot(s.argmax(-1), s.shape[-1]).to(scores.dtype))
@@ -97,16 +182,46 @@ class GumbelSoftmax(LatentFamily):
     def _log_k(self, like: Tensor) -> Tensor:
         return torch.tensor([math.log(k) for k in self.sizes], dtype=like.dtype, device=like.device)
 
+    # --- training-time state and diagnostics -------------------------------------------------------------------------
+    def at_step(self, step: int) -> None:
+        """With ``anneal``, set the temperature to the schedule's value at ``step``; otherwise nothing."""
+        if self.anneal is not None:
+            self.temperature = self.anneal(step)
+
+    def diagnostics(self, params: Params, sample: Tensor) -> dict[str, Tensor]:
+        """Batch means for the training log (the objective logs them as ``<key>/<channel>``):
+
+        * ``temperature``: the current one;
+        * ``sample_max``: the largest entry of each variable's training sample, averaged over variables and the batch
+          — 1 when the samples are one-hot, 1/K when uniform: how far what the decoder trains on is from the one-hots
+          it decodes in evaluation. With ``hard=True`` the decoder's samples *are* one-hot, so it reads 1 by
+          construction (the relaxed sample behind the gradient is not kept: parts of a batch run on threads, and a
+          family holds no per-batch state);
+        * ``alpha_max``: the same for the posterior's class probabilities — how confident the encoder is, whatever
+          ``hard``; ``sample_max`` above it is the sharpening by the noise and a low temperature.
+        """
+        return {
+            "temperature": sample.new_tensor(self.temperature, dtype=torch.float32),
+            "sample_max": self._reduce_per_variable(sample.detach().float(), "amax").mean(),
+            "alpha_max": self._reduce_per_variable(params["alpha"].detach().float(), "amax").mean(),
+        }
+
     # --- protocol ----------------------------------------------------------------------------------------------------
     def params_from_features(self, features: Tensor) -> Params:
         return {"alpha": self._per_variable(features, lambda f: torch.softmax(f, dim=-1))}
 
     def rsample(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
+        """A relaxed sample at the current temperature; with ``hard``, its one-hot with the relaxed sample's gradient."""
         alpha = params["alpha"]
         u = torch.rand(alpha.shape, generator=generator, device=alpha.device, dtype=alpha.dtype)
         gumbel = -torch.log(-torch.log(u + self.eps) + self.eps)
         logits = (torch.log(alpha + self.eps) + gumbel) / self.temperature
-        return self._per_variable(logits, lambda s: torch.softmax(s, dim=-1))
+        relaxed = self._per_variable(logits, lambda s: torch.softmax(s, dim=-1))
+        if not self.hard:
+            return relaxed
+        # Straight-through: y_hard − y.detach() + y, written so that the forward value is exactly one-hot (the added
+        # difference is exactly 0) while the gradient is the relaxed sample's.
+        return self._one_hot_argmax(relaxed) + (relaxed - relaxed.detach())
 
     def representative(self, params: Params) -> Tensor:
         return self._one_hot_argmax(params["alpha"])
@@ -162,20 +277,40 @@ class GumbelSoftmax(LatentFamily):
         return torch.stack(out, dim=-1)
 
     def log_density(self, params: Params, sample: Tensor) -> Tensor:
-        """The Concrete density of a relaxed sample under the posterior's class probabilities."""
-        return self._concrete_log_density(torch.log(params["alpha"] + self.eps), sample)
+        """The Concrete density of a relaxed sample under the posterior's class probabilities, at the current
+        temperature. With ``hard`` a training sample is an exact one-hot categorical draw: its probability
+        ``Σ_k y_k log α_k`` (the straight-through gradient reaches the sample through ``y``)."""
+        log_alpha = torch.log(params["alpha"] + self.eps)
+        if self.hard:
+            return self._reduce_per_variable(sample * log_alpha)
+        return self._concrete_log_density(log_alpha, sample)
 
     def log_prior_density(self, sample: Tensor, context: LatentContext) -> Tensor:
-        """The Concrete density under the uniform prior (every log α_k = −log K)."""
+        """The Concrete density under the uniform prior (every log α_k = −log K); with ``hard``, the uniform
+        categorical's ``−log K``."""
+        if self.hard:
+            return self.log_prior(sample, context)
         log_alpha = torch.cat([sample.new_full((k,), -math.log(k)) for k in self.sizes]).expand_as(sample)
         return self._concrete_log_density(log_alpha, sample)
 
     @classmethod
     def example_configs(cls) -> list[dict]:
-        return [{"sizes": [2]}, {"sizes": [10]}, {"sizes": [2, 2, 2]}, {"sizes": [3, 5], "temperature": 1.0}]
+        return [
+            {"sizes": [2]},
+            {"sizes": [10]},
+            {"sizes": [2, 2, 2]},
+            {"sizes": [3, 5], "temperature": 1.0},
+            {"sizes": [3, 5], "anneal": {"start": 2.0, "end": 0.5, "steps": 100}},
+            {"sizes": [2, 4], "hard": True, "anneal": {"start": 1.0, "end": 0.3, "steps": 10, "shape": "linear"}},
+        ]
 
     def extra_repr(self) -> str:
-        return f"sizes={list(self.sizes)}, temperature={self.temperature}, " + super().extra_repr()
+        out = f"sizes={list(self.sizes)}, temperature={self.temperature}"
+        if self.anneal is not None:
+            out += f", anneal={self.anneal!r}"
+        if self.hard:
+            out += ", hard=True"
+        return out + ", " + super().extra_repr()
 
 
 @hookimpl

@@ -10,6 +10,9 @@
   the asked-for and the clipped value are logged, so the clipping is visible.
 * ``spread/<channel>``: the batch variance of the channel's deterministic code (Gaussian means, argmax one-hots),
   summed over its columns — not part of the loss; near 0 with a KL near capacity means a collapsed channel.
+* ``<key>/<channel>``: each family's :meth:`~latentkit.core.LatentFamily.diagnostics` of its training sample (a
+  Gumbel-Softmax channel: ``temperature/disc``, ``sample_max/disc``, ``alpha_max/disc``) — batch means, not part of
+  the loss.
 * ``loss`` (what the optimiser sees) is divided by the number of values per channel (``scale="pixels"``): H·W for an
   image ``(C, H, W)``, as the original code does; L for a signal ``(C, L)``; D for a vector ``(D,)``. The logged
   ``objective``, ``recon`` and KL terms are unscaled.
@@ -129,6 +132,9 @@ class JointVAEObjective(StatisticsObjective):
                 rep = family.representative(output.params[name]).detach().double().flatten(1)  # E[x²]−E[x]²: float64
                 stats[f"rep_mean/{name}"] = rep.mean(0)
                 stats[f"rep_sq/{name}"] = (rep * rep).mean(0)
+                # The family's own batch means about its training sample (logged as <key>/<channel>).
+                for key, value in family.diagnostics(output.params[name], output.samples[name]).items():
+                    stats[f"diag/{key}/{name}"] = value.detach()
         return stats
 
     def from_statistics(self, stats: dict[str, Tensor], step: int) -> dict[str, Tensor]:
@@ -151,6 +157,7 @@ class JointVAEObjective(StatisticsObjective):
             if f"rep_mean/{name}" in stats:
                 mean = stats[f"rep_mean/{name}"]
                 logs[f"spread/{name}"] = (stats[f"rep_sq/{name}"] - mean * mean).clamp_min(0).sum()
+        logs.update({key[len("diag/"):]: value for key, value in stats.items() if key.startswith("diag/")})
         logs["kl/total"] = kl_total
         logs["objective"] = total
         logs["loss"] = total / self.divisor

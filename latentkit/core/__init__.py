@@ -1,6 +1,13 @@
 """Protocols of latentkit's core. Imports no plugin, no trainer, no CLI."""
 
-from latentkit.core.family import LatentContext, LatentFamily, OneColumnPerUnit, Params
+from latentkit.core.family import (
+    LOGVAR_LIMIT,
+    DiagonalGaussianPosterior,
+    LatentContext,
+    LatentFamily,
+    OneColumnPerUnit,
+    Params,
+)
 from latentkit.core.joint import BatchRows, JointLatent
 from latentkit.core.model import JointVAE, ModelOutput
 from latentkit.core.network import ImageShape, NetworkFamily
@@ -9,6 +16,8 @@ from latentkit.core.schedule import CapacitySchedule
 
 __all__ = [
     "CapacitySchedule",
+    "DiagonalGaussianPosterior",
+    "LOGVAR_LIMIT",
     "ImageShape",
     "BatchRows",
     "JointLatent",

@@ -157,6 +157,26 @@ class LatentFamily(nn.Module, abc.ABC):
         :meth:`log_prior`; a relaxed family gives its relaxed prior's density)."""
         return self.log_prior(sample, context)
 
+    # --- training-time state and diagnostics (optional) ---------------------------------------------------------------
+    def at_step(self, step: int) -> None:
+        """Set whatever of this family changes over training from the global ``step`` (default: nothing).
+
+        Why: a family whose training sampling changes as training goes on — an annealed Gumbel-Softmax temperature —
+        must not count steps itself. The trainer calls this (through :meth:`JointLatent.at_step`) before the forward
+        pass of every training step, with the step being taken (the first is 1), so the value is a pure function of
+        the step, as a capacity schedule is: a resumed run gets the value an uninterrupted one has, and nothing needs
+        saving in checkpoints. A freshly built family has the value of step 0 until the first call."""
+
+    def diagnostics(self, params: Params, sample: Tensor) -> dict[str, Tensor]:
+        """Scalars about this channel's training ``sample`` (drawn from ``params``) worth logging; default none.
+
+        Contract: each value is a 0-dimensional tensor holding a **mean over the batch** (a value that is the same for
+        every row, such as a temperature, is its own mean), so that the values of a batch computed in parts combine,
+        weighted by size, into the whole batch's like the objective's other statistics. The jointvae objective
+        computes them without gradient and logs each as ``<key>/<channel>``; keys must not be names the objective
+        logs itself (``kl``, ``capacity``, ``spread``, ...)."""
+        return {}
+
     # --- optional ----------------------------------------------------------------------------------------------------
     def categories(self, params: Params) -> Tensor:
         """The most probable category of each unit, ``(B, unit_count)`` int64 (discrete families only)."""
@@ -199,3 +219,39 @@ class OneColumnPerUnit:
 
     def unit_slice(self, unit: int) -> slice:
         return slice(unit, unit + 1)
+
+
+#: log-variance is clamped to this range: std between 3e-7 and 3e6. Trained encoders never get near it; it keeps the KL
+#: and samples finite for arbitrary encoder outputs.
+LOGVAR_LIMIT = 30.0
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class DiagonalGaussianPosterior(OneColumnPerUnit):
+    """Mixin for families whose posterior is ``N(mean, exp(logvar))`` per unit, whatever their prior (the standard
+    normal of ``gaussian``, a mixture indexed by a category): the encoder gives ``units`` means then ``units``
+    log-variances, and sampling, the representative (the mean) and the posterior density are written once, here.
+    Put it before :class:`LatentFamily` in the bases."""
+
+    @property
+    def param_size(self) -> int:
+        return 2 * self.units
+
+    def params_from_features(self, features: Tensor) -> Params:
+        mean, logvar = features[:, : self.units], features[:, self.units :]
+        return {"mean": mean, "logvar": logvar.clamp(-LOGVAR_LIMIT, LOGVAR_LIMIT)}
+
+    def rsample(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
+        mean, logvar = params["mean"], params["logvar"]
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + torch.exp(0.5 * logvar) * eps
+
+    def representative(self, params: Params) -> Tensor:
+        return params["mean"]
+
+    def sample_posterior(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
+        return self.rsample(params, generator)
+
+    def log_posterior(self, params: Params, value: Tensor) -> Tensor:
+        mean, logvar = params["mean"], params["logvar"]
+        return -0.5 * (_LOG_2PI + logvar + (value - mean).pow(2) * torch.exp(-logvar))

@@ -99,6 +99,12 @@ class JointLatent(nn.Module):
     def capacity_bounds(self) -> dict[str, float]:
         return {name: f.capacity_bound() for name, f in self.items()}
 
+    def at_step(self, step: int) -> None:
+        """Tell every channel the global training step (see :meth:`LatentFamily.at_step`); the trainer calls this
+        before each training step's forward pass."""
+        for family in self.channels.values():
+            family.at_step(step)
+
     # --- the forward pass --------------------------------------------------------------------------------------------
     def split(self, features: Tensor) -> dict[str, Params]:
         """Encoder features ``(B, param_size)`` to each channel's parameters."""

@@ -48,6 +48,13 @@ class Objective(abc.ABC):
         """Adam options (``lr``, ``betas``, ...) of the parameter group of :meth:`trainable`; ``{}``: the model's."""
         return {}
 
+    def attach(self, model: nn.Module, seed: int) -> None:
+        """Called once by the training task, before the first step, with the model being trained and the run's seed.
+
+        Most objectives need nothing beyond the forward pass they are given and ignore it. One that needs another pass
+        — the encoding of an augmented view of the batch — keeps ``model``; one that draws noise of its own seeds it
+        from ``(seed, step)``, so that a resumed run draws what an uninterrupted one would have drawn."""
+
 
 class StatisticsObjective(Objective):
     """An objective that is a function of batch means; ``__call__`` is ``from_statistics(statistics(...))``."""

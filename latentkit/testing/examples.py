@@ -11,8 +11,10 @@ parameter. Its ``kl`` is the expected conditional KL ``E_{q(c)}[KL(q(z) ‖ p(z 
 latent's sum over channels, ``KL(q(c) ‖ p(c)) + E_{q(c)}[KL(q(z) ‖ p(z | c))]``, is exactly ``KL(q(z, c) ‖ p(z, c))``
 for the mean-field posterior ``q(z) q(c)``.
 
-Its Gaussian parametrisation restates the built-in ``gaussian`` family's on purpose: nothing under ``latentkit/`` may
-import a concrete plugin, and a third-party family would carry its own. It is not registered by any entry point:
+Its posterior comes from the core's :class:`~latentkit.core.DiagonalGaussianPosterior` mixin, as the built-in
+``gaussian`` and ``gaussian_mixture`` families' do (nothing under ``latentkit/`` may import a concrete plugin); the
+built-in ``gaussian_mixture`` is the complete version of this example (learnable variances, responsibilities). This one
+is not registered by any entry point:
 tests add it with :data:`PLUGIN` through :func:`latentkit.plugins.register_plugin`, as a third-party package would
 through its entry point.
 """
@@ -25,15 +27,14 @@ import numbers
 import torch
 from torch import Tensor, nn
 
-from latentkit.core import LatentContext, LatentFamily, OneColumnPerUnit, Params
+from latentkit.core import DiagonalGaussianPosterior, LatentContext, LatentFamily, Params
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
 
-LOGVAR_LIMIT = 30.0
 _LOG_2PI = math.log(2 * math.pi)
 
 
-class MixtureGaussian(OneColumnPerUnit, LatentFamily):
+class MixtureGaussian(DiagonalGaussianPosterior, LatentFamily):
     """Gaussian units whose prior mean is chosen by the category of channel ``parent``."""
 
     family_name = "mixture_gaussian"
@@ -53,10 +54,6 @@ class MixtureGaussian(OneColumnPerUnit, LatentFamily):
         self.mu = nn.Parameter(spread * torch.randn(self.components, self.units, generator=gen))
 
     # --- sizes -------------------------------------------------------------------------------------------------------
-    @property
-    def param_size(self) -> int:
-        return 2 * self.units
-
     # --- the parent ---------------------------------------------------------------------------------------------------
     def _weights(self, context: LatentContext) -> Tensor:
         """``q(c)``: the parent's category probabilities ``(B, components)``."""
@@ -90,18 +87,6 @@ class MixtureGaussian(OneColumnPerUnit, LatentFamily):
             )
 
     # --- protocol ----------------------------------------------------------------------------------------------------
-    def params_from_features(self, features: Tensor) -> Params:
-        mean, logvar = features[:, : self.units], features[:, self.units :]
-        return {"mean": mean, "logvar": logvar.clamp(-LOGVAR_LIMIT, LOGVAR_LIMIT)}
-
-    def rsample(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
-        mean, logvar = params["mean"], params["logvar"]
-        eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
-        return mean + torch.exp(0.5 * logvar) * eps
-
-    def representative(self, params: Params) -> Tensor:
-        return params["mean"]
-
     def kl(self, params: Params, context: LatentContext) -> Tensor:
         mean, logvar = params["mean"], params["logvar"]
         alpha = self._weights(context).to(mean.dtype)
@@ -121,13 +106,6 @@ class MixtureGaussian(OneColumnPerUnit, LatentFamily):
     def traversal_values(self, unit: int, n: int) -> Tensor:
         q = torch.linspace(0.05, 0.95, n, dtype=torch.float64)
         return torch.distributions.Normal(0.0, 1.0).icdf(q).float().unsqueeze(1)
-
-    def sample_posterior(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
-        return self.rsample(params, generator)
-
-    def log_posterior(self, params: Params, value: Tensor) -> Tensor:
-        mean, logvar = params["mean"], params["logvar"]
-        return -0.5 * (_LOG_2PI + logvar + (value - mean).pow(2) * torch.exp(-logvar))
 
     def log_prior(self, value: Tensor, context: LatentContext) -> Tensor:
         centre = self._component_means(context).to(value.dtype)

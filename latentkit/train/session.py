@@ -128,7 +128,7 @@ def prepare_run(
     ckpt_config = checkpoint_config(experiment.model, experiment.objective, experiment.dataset, registry=registry)
     ckpt_config["train"] = attrs.asdict(experiment.train)
     hook = get_plugin_manager().hook if distributed is None or distributed.is_main else NoHooks()
-    trainer = Trainer(VAETask(model, objective), run, experiment.train, ckpt_config, hook, distributed)
+    trainer = Trainer(VAETask(model, objective, experiment.train.seed), run, experiment.train, ckpt_config, hook, distributed)
     if resume:
         if trainer.resume_from_latest() == 0:
             raise LatentkitError(f"run {str(run_dir)!r} has no complete checkpoint to resume from; start it again")

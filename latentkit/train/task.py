@@ -30,15 +30,25 @@ class TrainingTask(Protocol):
 class VAETask:
     """Any model returning a :class:`~latentkit.core.ModelOutput`, trained with any :class:`~latentkit.core.Objective`."""
 
-    def __init__(self, model: nn.Module, objective: Objective):
+    def __init__(self, model: nn.Module, objective: Objective, seed: int = 0):
         self.module = model
         self.objective = objective
+        if hasattr(objective, "attach"):
+            objective.attach(model, seed)
         #: parameters the objective trains beside the model (a discriminator), or None; see Objective.trainable
         self.auxiliary: nn.Module | None = objective.trainable() if hasattr(objective, "trainable") else None
         self.auxiliary_options: dict = objective.optimizer_options() if self.auxiliary is not None else {}
 
     def training_step(self, batch: Tensor, step: int, generator: torch.Generator | None) -> dict[str, Tensor]:
+        self._at_step(step)
         return self.objective(batch, self.module(batch, generator=generator), step)
+
+    def _at_step(self, step: int) -> None:
+        """Let the model's latent set its step-dependent state (an annealed temperature) before the forward pass: a
+        pure function of the step, so a resumed run matches an uninterrupted one (LatentFamily.at_step)."""
+        latent = getattr(self.module, "latent", None)
+        if hasattr(latent, "at_step"):
+            latent.at_step(step)
 
     def splits(self) -> bool:
         """Whether a batch can be computed in parts (the objective is a function of batch means)."""
@@ -61,6 +71,7 @@ class VAETask:
         rows of the whole batch's draw (:class:`~latentkit.core.BatchRows`), so the result does not depend on the number
         of parts, and ``generator`` ends where one pass would leave it.
         """
+        self._at_step(step)  # once, before the parts' threads start
         chunks = [c for c in batch.tensor_split(min(parts, batch.shape[0])) if c.shape[0]]
         starts = [0]
         for c in chunks:
@@ -103,6 +114,7 @@ class VAETask:
         """This rank's forward and backward of its ``rows`` of the global batch through ``module`` (the
         DistributedDataParallel wrapper, which averages parameter gradients across ranks); the statistics are summed
         across ranks (``all_reduce_sum``) before the objective sees them, so the scalars are the global batch's."""
+        self._at_step(step)
         stats = self.objective.statistics(batch, module(batch, generator=generator, rows=rows))
         weight = rows.count / rows.total
         names = list(stats)
