@@ -172,6 +172,12 @@ class JointVAEConfig:
     cont_units: int = 10
     disc_sizes: list[int] = attrs.field(factory=lambda: [10], converter=_sizes)
     temperature: float = attrs.field(default=0.67, validator=_positive_float)
+    #: the family of channel ``cont`` (``gaussian``; ``gaussian_mixture`` for a prior that depends on ``disc``) and its
+    #: options beyond ``units`` (e.g. ``{"components": 10}``)
+    cont_family: str = "gaussian"
+    cont_options: dict = attrs.field(factory=dict)
+    #: options of channel ``disc`` beyond ``sizes`` and ``temperature`` (e.g. an annealed temperature)
+    disc_options: dict = attrs.field(factory=dict)
     cont_capacity: Capacity = attrs.field(factory=Capacity)
     disc_capacity: Capacity = attrs.field(factory=Capacity)
     cont_gamma: float = attrs.field(default=30.0, validator=_non_negative_float)
@@ -197,11 +203,15 @@ class JointVAEConfig:
     def experiment(self) -> Experiment:
         channels, terms = [], {}
         if self.cont_units:
-            channels.append(ChannelSpec("cont", "gaussian", {"units": self.cont_units}))
+            channels.append(ChannelSpec("cont", self.cont_family, {**self.cont_options, "units": self.cont_units}))
             terms["cont"] = {"gamma": float(self.cont_gamma), "capacity": self.cont_capacity.component()}
         if self.disc_sizes:
             channels.append(
-                ChannelSpec("disc", "gumbel_softmax", {"sizes": list(self.disc_sizes), "temperature": self.temperature})
+                ChannelSpec(
+                    "disc",
+                    "gumbel_softmax",
+                    {**self.disc_options, "sizes": list(self.disc_sizes), "temperature": self.temperature},
+                )
             )
             terms["disc"] = {"gamma": float(self.disc_gamma), "capacity": self.disc_capacity.component()}
         for extra in self.extra_channels:

@@ -1,0 +1,242 @@
+"""Levers on how a discrete code uses its categories, as terms added to the JointVAE objective (``jointvae_code``).
+
+Why: JointVAE's per-sample KL of q(c|x) to a uniform prior puts no pressure on how the *batch* uses the categories —
+a code that sends 4s and 9s to one category and splits 1s by slant costs the same as one category per digit — and the
+paper recipe's accuracy on MNIST varies from about 0.6 to 0.8 with the seed (docs/results.md). Each term below is one
+lever against that, off by default (weight 0), so each can be measured alone and in combination:
+
+* ``marginal_weight``: λ·KL(ᾱ ‖ U), ᾱ the batch mean of q(c|x) — the batch should use every category equally
+  (the "marginal entropy" of IMSAT / mutual-information clustering; with the capacity term keeping each q(c|x)
+  confident, the two together maximise the mutual information between image and category).
+* ``balance_weight``: λ·CE(Q, q(c|x)) with Q the batch's *balanced* assignment — q(c|x) sharpened and rescaled by a
+  few Sinkhorn iterations so that every category receives B/K images of the batch (SwAV; a soft form of CascadeVAE's
+  batch-balanced assignment). Unlike the marginal term it says *which* images should move to an under-used category:
+  those whose second choice it is.
+* ``augment_weight``: λ·KL(target ‖ q(c|T(x))), T a random small affine transform (rotation, scale, shift) and the
+  target q(c|x) (or Q when balancing is on), held fixed — the category should not change when the digit is moved a
+  little (IMSAT's and IIC's invariance prior; it uses no label, only the assumption that such transforms keep the
+  class). Costs a second encoder pass per step.
+* ``assignment_weight``: λ·CE(r, q(c|x)) for a latent whose continuous channel has a mixture prior indexed by the
+  category (``gaussian_mixture``): r ∝ exp(−KL(q(z|x) ‖ p(z|c))) is the category the continuous code's position implies
+  (VaDE's posterior over components); the encoder's own q(c|x) is pulled toward it.
+
+Every weight is ramped linearly from 0 over ``warmup`` steps (0: full weight from the first step). The added terms are
+in the objective's units (nats per image, like γ·|KL − C|), so their weights compare with γ; ``loss`` divides them by
+the same per-pixel divisor as the base. ``code/marginal_kl`` and ``code/categories_used`` (categories that hold at least
+1% of the batch's arg-max assignments) are always logged, so the paper recipe's category usage can be watched too.
+
+Not a function of batch means (the balanced assignment and the augmented pass need the whole batch), so the batch is
+never split across threads or processes.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from latentkit.build import build_extension
+from latentkit.core import JointLatent, ModelOutput, Objective
+from latentkit.errors import ConfigError
+from latentkit.plugins import hookimpl
+
+#: log(α + EPS): the categorical's probabilities may be exactly 0 in float32
+EPS = 1e-12
+#: share of a batch's arg-max assignments a category needs to count as used
+USED_SHARE = 0.01
+#: the random affine transform's defaults: rotation in degrees, relative scale change, shift as a share of the size
+DEFAULT_AUGMENT = {"rotate": 10.0, "scale": 0.1, "shift": 0.08}
+
+
+def balanced_assignment(log_probs: Tensor, iterations: int = 3, epsilon: float = 0.05) -> Tensor:
+    """``(B, K)`` soft assignments close to ``softmax(log_probs / epsilon)`` whose columns each sum to B/K.
+
+    Sinkhorn–Knopp on ``exp(log_probs / epsilon)``, alternately scaling categories to an equal share and images to one
+    unit of mass (SwAV's equipartition): a few iterations suffice. Computed in float64 and without gradient — it is a
+    target, not a prediction.
+    """
+    with torch.no_grad():
+        b, k = log_probs.shape
+        scores = log_probs.detach().double() / epsilon
+        q = torch.exp(scores - scores.max())
+        q = q / q.sum()
+        for _ in range(iterations):
+            q = q / q.sum(0, keepdim=True) / k  # every category holds 1/K of the mass
+            q = q / q.sum(1, keepdim=True) / b  # every image holds 1/B
+        return (q * b).to(log_probs.dtype)
+
+
+def random_affine(x: Tensor, generator: torch.Generator, rotate: float, scale: float, shift: float) -> Tensor:
+    """``x`` (B, C, H, W) under independent random rotations (±``rotate`` degrees), scalings (×1 ± ``scale``) and
+    shifts (± ``shift`` of the image size), bilinear with zero padding."""
+    b = x.shape[0]
+
+    def uniform(half_width: float) -> Tensor:
+        u = torch.rand(b, generator=generator, device=generator.device, dtype=torch.float32).to(x.device)
+        return (2 * u - 1) * half_width
+
+    angle = uniform(math.radians(rotate))
+    factor = 1 + uniform(scale)
+    tx, ty = uniform(2 * shift), uniform(2 * shift)  # affine_grid's coordinates span 2 per image side
+    cos, sin = torch.cos(angle) / factor, torch.sin(angle) / factor
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1).to(x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _weight(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
+        raise ConfigError(f"jointvae_code {name} must be a finite non-negative number (0 turns the term off), got {value!r}")
+    return float(value)
+
+
+class DiscreteCodeObjective(Objective):
+    """The base objective (``jointvae``) plus weighted terms on one categorical channel's use of its categories."""
+
+    objective_name = "jointvae_code"
+
+    def __init__(
+        self,
+        base: Objective,
+        latent: JointLatent,
+        channel: str = "disc",
+        marginal_weight: float = 0.0,
+        balance_weight: float = 0.0,
+        augment_weight: float = 0.0,
+        assignment_weight: float = 0.0,
+        warmup: int = 0,
+        sinkhorn_iterations: int = 3,
+        sinkhorn_epsilon: float = 0.05,
+        augment: Mapping | None = None,
+    ):
+        if channel not in latent.names:
+            raise ConfigError(f"jointvae_code channel {channel!r} is not a channel of this latent ({latent.names})")
+        family = latent.channels[channel]
+        sizes = tuple(family.unit_sizes()) if family.is_discrete else ()
+        if len(sizes) != 1 or sizes[0] < 2:
+            raise ConfigError(
+                f"jointvae_code works on one categorical variable; channel {channel!r} is {type(family).__name__} "
+                f"with category counts {list(sizes)} — use a gumbel_softmax channel with sizes=[K]"
+            )
+        self.base, self.latent, self.channel, self.categories = base, latent, channel, sizes[0]
+        self.weights = {
+            "marginal": _weight("marginal_weight", marginal_weight),
+            "balance": _weight("balance_weight", balance_weight),
+            "augment": _weight("augment_weight", augment_weight),
+            "assignment": _weight("assignment_weight", assignment_weight),
+        }
+        if isinstance(warmup, bool) or not isinstance(warmup, numbers.Integral) or warmup < 0:
+            raise ConfigError(f"jointvae_code warmup must be a whole number of steps >= 0, got {warmup!r}")
+        if isinstance(sinkhorn_iterations, bool) or not isinstance(sinkhorn_iterations, numbers.Integral) or sinkhorn_iterations < 1:
+            raise ConfigError(f"jointvae_code sinkhorn_iterations must be a whole number >= 1, got {sinkhorn_iterations!r}")
+        if not _weight("sinkhorn_epsilon", sinkhorn_epsilon) > 0:
+            raise ConfigError("jointvae_code sinkhorn_epsilon must be > 0 (0.05 sharpens q(c|x) as SwAV does)")
+        self.warmup, self.iterations, self.epsilon = int(warmup), int(sinkhorn_iterations), float(sinkhorn_epsilon)
+        self.augment = self._augment_options(augment)
+        self.mixture = self._mixture_channel() if self.weights["assignment"] else None
+        self.divisor = float(getattr(base, "divisor", 1.0))
+        self.model: nn.Module | None = None
+        self.seed = 0
+
+    @staticmethod
+    def _augment_options(augment: Mapping | None) -> dict[str, float]:
+        options = dict(DEFAULT_AUGMENT)
+        if augment is None:
+            return options
+        if not isinstance(augment, Mapping) or set(augment) - set(DEFAULT_AUGMENT):
+            raise ConfigError(
+                f"jointvae_code augment must be a mapping with keys among {sorted(DEFAULT_AUGMENT)} "
+                f"(e.g. {DEFAULT_AUGMENT}), got {augment!r}"
+            )
+        for key, value in augment.items():
+            options[key] = _weight(f"augment[{key!r}]", value)
+        return options
+
+    def _mixture_channel(self) -> str:
+        found = [
+            name for name, family in self.latent.items()
+            if self.channel in family.depends_on and callable(getattr(family, "responsibilities", None))
+        ]
+        if not found:
+            raise ConfigError(
+                f"jointvae_code assignment_weight needs a channel whose prior is a mixture indexed by {self.channel!r} "
+                f"(e.g. cont_family='gaussian_mixture'); this latent has none"
+            )
+        return found[0]
+
+    # --- the objective -----------------------------------------------------------------------------------------------
+    def attach(self, model: nn.Module, seed: int) -> None:
+        """Keeps the model (the augmented view is encoded with it) and the run's seed (the transforms' noise)."""
+        self.model, self.seed = model, int(seed)
+        if hasattr(self.base, "attach"):
+            self.base.attach(model, seed)
+
+    def trainable(self) -> nn.Module | None:
+        return self.base.trainable()
+
+    def optimizer_options(self) -> dict:
+        return self.base.optimizer_options()
+
+    def ramp(self, step: int) -> float:
+        """The share of each weight in force at ``step``."""
+        return 1.0 if self.warmup == 0 else min(1.0, step / self.warmup)
+
+    def __call__(self, x: Tensor, output: ModelOutput, step: int) -> dict[str, Tensor]:
+        logs = self.base(x, output, step)
+        alpha = output.params[self.channel]["alpha"].float()
+        log_alpha = torch.log(alpha + EPS)
+        mean = alpha.mean(0)
+        terms = {"marginal": (mean * torch.log(mean * self.categories + EPS)).sum()}
+        target = None
+        if self.weights["balance"]:
+            target = balanced_assignment(log_alpha, self.iterations, self.epsilon)
+            terms["balance"] = -(target * log_alpha).sum(1).mean()
+        if self.weights["augment"]:
+            terms["augment"] = self._consistency(x, alpha if target is None else target, step)
+        if self.weights["assignment"]:
+            family = self.latent.channels[self.mixture]
+            with torch.no_grad():
+                resp = family.responsibilities(output.params[self.mixture]).float()
+            terms["assignment"] = -(resp * log_alpha).sum(1).mean()
+        share = self.ramp(step)
+        added = sum(self.weights[name] * share * value for name, value in terms.items() if self.weights[name])
+        if isinstance(added, Tensor):
+            logs["objective"] = logs["objective"] + added
+            logs["loss"] = logs["loss"] + added / self.divisor
+        logs.update({f"code/{name}" if name != "marginal" else "code/marginal_kl": value for name, value in terms.items()})
+        with torch.no_grad():
+            counts = torch.bincount(alpha.argmax(1), minlength=self.categories).float()
+            logs["code/categories_used"] = (counts >= USED_SHARE * alpha.shape[0]).sum().float()
+        return logs
+
+    def _consistency(self, x: Tensor, target: Tensor, step: int) -> Tensor:
+        """KL(target ‖ q(c | T(x))) averaged over the batch, the target held fixed."""
+        if self.model is None:
+            raise ConfigError(
+                "jointvae_code augment_weight needs the model to encode the augmented view; the training task attaches "
+                "it (Objective.attach) — when calling the objective yourself, call objective.attach(model, seed) first"
+            )
+        if x.dim() != 4:
+            raise ConfigError(
+                f"jointvae_code augment_weight transforms images (B, C, H, W); this data set's samples have shape "
+                f"{tuple(x.shape[1:])} — set augment_weight=0 for non-image data"
+            )
+        generator = torch.Generator(device="cpu").manual_seed((self.seed * 2_654_435_761 + step) % (2**63))
+        moved = random_affine(x.float(), generator, **self.augment).to(x.dtype)
+        alpha_moved = self.model.encode(moved)[self.channel]["alpha"].float()
+        target = target.detach()
+        return (target * (torch.log(target + EPS) - torch.log(alpha_moved + EPS))).sum(1).mean()
+
+
+def build_code_objective(latent: JointLatent, image_shape: tuple[int, ...], registry, **options) -> DiscreteCodeObjective:
+    """Options of :class:`DiscreteCodeObjective`; ``terms`` and every other option as for ``jointvae``."""
+    return build_extension("jointvae", DiscreteCodeObjective, latent, image_shape, registry, options)
+
+
+@hookimpl
+def latentkit_register_objectives(registry):
+    registry.add("jointvae_code", build_code_objective)

@@ -1,0 +1,247 @@
+"""The ``jointvae_code`` objective: levers on how a categorical channel uses its categories (plugins/code_objective.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import hypothesis
+import hypothesis.strategies as st
+import pytest
+import torch
+
+from latentkit import cli
+from latentkit.build import build_model, build_objective
+from latentkit.config import ChannelSpec, Component, ModelSpec
+from latentkit.errors import ConfigError
+from latentkit_plugins.code_objective import balanced_assignment, random_affine
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+K = 4
+TERMS = {
+    "cont": {"gamma": 30.0, "capacity": {"name": "linear", "options": {"c_max": 5.0, "steps": 100}}},
+    "disc": {"gamma": 30.0, "capacity": {"name": "linear", "options": {"c_max": 1.0, "steps": 100}}},
+}
+
+
+def small_model(disc_sizes=(K,)):
+    spec = ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian", {"units": 3}),
+                                   ChannelSpec("disc", "gumbel_softmax", {"sizes": list(disc_sizes)})])
+    torch.manual_seed(0)
+    return build_model(spec)
+
+
+def objective(model, **options):
+    built = build_objective(Component("jointvae_code", {"terms": TERMS, **options}), model)
+    built.attach(model, seed=3)
+    return built
+
+
+def batch(n=16, seed=1):
+    return torch.rand(n, 1, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+# --- the balanced assignment -------------------------------------------------------------------------------------------
+
+
+@hypothesis.settings(max_examples=40)
+@hypothesis.given(b=st.integers(2, 40), k=st.integers(2, 8), seed=st.integers(0, 2**16), scale=st.floats(0.1, 8.0))
+def test_balanced_assignment_gives_every_category_an_equal_share(b, k, seed, scale):
+    logits = torch.randn(b, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * scale
+    q = balanced_assignment(torch.log_softmax(logits, 1), iterations=300, epsilon=0.5)
+    assert torch.allclose(q.sum(1), torch.ones(b, dtype=q.dtype), atol=1e-6)  # the last scaling is by image
+    assert torch.allclose(q.sum(0), torch.full((k,), b / k, dtype=q.dtype), rtol=1e-2)
+
+
+def test_balancing_moves_the_images_whose_second_choice_is_the_empty_category():
+    """Every image prefers category 0; the balanced targets send to category 1 the images likeliest to be in it."""
+    second = torch.linspace(-4.0, -1.0, 8)  # image 7 is the likeliest 1
+    log_probs = torch.stack([torch.zeros(8), second], 1).log_softmax(1)
+    q = balanced_assignment(log_probs, iterations=200, epsilon=0.05)
+    assert q[:, 1].argsort()[-4:].tolist() == [4, 5, 6, 7]
+    assert (q[4:, 1] > 0.5).all() and (q[:4, 0] > 0.5).all()
+
+
+def test_balanced_assignment_keeps_an_already_balanced_confident_code():
+    labels = torch.arange(12) % 3
+    log_probs = torch.nn.functional.one_hot(labels, 3).double().mul(8).log_softmax(1)
+    assert torch.equal(balanced_assignment(log_probs).argmax(1), labels)
+
+
+# --- the random affine view --------------------------------------------------------------------------------------------
+
+
+def test_random_affine_with_zero_ranges_is_the_identity():
+    x = batch(4)
+    out = random_affine(x, torch.Generator().manual_seed(0), rotate=0.0, scale=0.0, shift=0.0)
+    assert torch.allclose(out, x, atol=1e-5)
+
+
+def test_random_affine_moves_images_reproducibly_and_by_a_bounded_amount():
+    x = torch.zeros(32, 1, 32, 32)
+    x[:, :, 12:20, 12:20] = 1.0
+    a = random_affine(x, torch.Generator().manual_seed(5), rotate=10.0, scale=0.1, shift=0.1)
+    b = random_affine(x, torch.Generator().manual_seed(5), rotate=10.0, scale=0.1, shift=0.1)
+    c = random_affine(x, torch.Generator().manual_seed(6), rotate=10.0, scale=0.1, shift=0.1)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert (a - x).abs().sum() > 0
+    ys, xs = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    mass = a.sum((1, 2, 3))
+    centre_x = (a[:, 0] * xs).sum((1, 2)) / mass
+    assert ((centre_x - 15.5).abs() <= 0.1 * 32 + 0.5).all()  # shifted at most 10% of the side
+    assert ((mass / 64) - 1).abs().max() < 0.25  # scaled by at most 10% per side
+
+
+# --- the objective -----------------------------------------------------------------------------------------------------
+
+
+def test_all_weights_zero_is_the_base_objective_and_logs_category_use():
+    model = small_model()
+    x = batch()
+    output = model(x, generator=torch.Generator().manual_seed(0))
+    base = build_objective(Component("jointvae", {"terms": TERMS}), model)(x, output, 40)
+    code = objective(model)(x, output, 40)
+    assert float(code["loss"]) == float(base["loss"])
+    alpha = output.params["disc"]["alpha"].double()
+    mean = alpha.mean(0)
+    assert float(code["code/marginal_kl"]) == pytest.approx(float((mean * (mean * K).log()).sum()), rel=1e-4, abs=1e-7)
+    used = (torch.bincount(alpha.argmax(1), minlength=K) >= 0.01 * len(x)).sum()
+    assert float(code["code/categories_used"]) == float(used)
+
+
+@pytest.mark.parametrize("term", ["marginal", "balance", "augment"])
+def test_each_term_adds_its_weight_times_its_value_ramped_over_warmup(term):
+    model = small_model()
+    x = batch()
+    output = model(x, generator=torch.Generator().manual_seed(0))
+    base = build_objective(Component("jointvae", {"terms": TERMS}), model)(x, output, 40)
+    logged = "code/marginal_kl" if term == "marginal" else f"code/{term}"
+    code = objective(model, **{f"{term}_weight": 7.0, "warmup": 80})
+    logs = code(x, output, 40)  # half-way through the warm-up
+    added = 7.0 * 0.5 * float(logs[logged])
+    assert float(logs[logged]) > 0
+    assert float(logs["objective"]) == pytest.approx(float(base["objective"]) + added, rel=1e-5)
+    assert float(logs["loss"]) == pytest.approx(float(base["loss"]) + added / (32 * 32), rel=1e-5)
+    full, base_late = code(x, output, 500), build_objective(Component("jointvae", {"terms": TERMS}), model)(x, output, 500)
+    assert float(full["objective"]) - float(base_late["objective"]) == pytest.approx(7.0 * float(full[logged]), rel=1e-4, abs=1e-4)
+
+
+def test_marginal_term_is_zero_for_balanced_use_and_log_k_for_one_category():
+    model = small_model()
+    code = objective(model, marginal_weight=1.0)
+    x = batch(8)
+    output = model(x)
+    for alpha, expected in ((torch.full((8, K), 1 / K), 0.0), (torch.eye(K)[[0] * 8], math.log(K))):
+        output.params["disc"]["alpha"] = alpha
+        assert float(code(x, output, 10)["code/marginal_kl"]) == pytest.approx(expected, abs=1e-6)
+
+
+def test_consistency_is_zero_for_the_identity_transform_and_trains_the_encoder():
+    model = small_model()
+    x = batch()
+    still = objective(model, augment_weight=1.0, augment={"rotate": 0.0, "scale": 0.0, "shift": 0.0})
+    model.eval()  # one deterministic encoding, so q(c|T(x)) = q(c|x) exactly when T is the identity
+    assert float(still(x, model(x), 5)["code/augment"]) == pytest.approx(0.0, abs=1e-5)
+    model.train()
+    moving = objective(model, augment_weight=1.0)
+    logs = moving(x, model(x, generator=torch.Generator().manual_seed(0)), 5)
+    assert float(logs["code/augment"]) > 0
+    model.zero_grad()
+    (logs["code/augment"]).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+    assert all(p.grad is None for p in model.decoder.parameters())  # only the encoder sees the augmented view
+
+
+def test_augmentation_noise_depends_on_seed_and_step_only():
+    model = small_model()
+    model.eval()
+    x = batch()
+    output = model(x)
+    a, b = objective(model, augment_weight=1.0), objective(model, augment_weight=1.0)
+    assert float(a(x, output, 17)["code/augment"]) == float(b(x, output, 17)["code/augment"])
+    assert float(a(x, output, 17)["code/augment"]) != float(a(x, output, 18)["code/augment"])
+
+
+# --- errors ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "sizes", "message"),
+    [
+        ({"channel": "nope"}, (K,), "not a channel"),
+        ({}, (3, 2), "one categorical variable"),
+        ({"marginal_weight": -1.0}, (K,), "non-negative"),
+        ({"warmup": 2.5}, (K,), "warmup"),
+        ({"augment": {"tilt": 3}}, (K,), "augment must be a mapping"),
+        ({"sinkhorn_epsilon": 0.0}, (K,), "sinkhorn_epsilon"),
+        ({"assignment_weight": 1.0}, (K,), "mixture"),
+    ],
+)
+def test_bad_options_are_config_errors(options, sizes, message):
+    with pytest.raises(ConfigError, match=message):
+        build_objective(Component("jointvae_code", {"terms": TERMS, **options}), small_model(sizes))
+
+
+def test_augmenting_without_an_attached_model_says_how_to_attach_it():
+    model = small_model()
+    code = build_objective(Component("jointvae_code", {"terms": TERMS, "augment_weight": 1.0}), model)
+    with pytest.raises(ConfigError, match="attach"):
+        code(batch(), model(batch()), 1)
+
+
+# --- end to end --------------------------------------------------------------------------------------------------------
+
+
+def test_a_recipe_trains_with_every_lever_and_logs_them(tmp_path):
+    out = tmp_path / "levers"
+    options = json.dumps({"marginal_weight": 5.0, "balance_weight": 2.0, "augment_weight": 3.0, "warmup": 10})
+    args = ["train", str(RECIPES / "jointvae_shapes.py"), "--set", 'dataset_options={"n": 256, "size": 32}',
+            "--set", "objective=jointvae_code", "--set", f"objective_options={options}",
+            "--set", "train.log_every=5", "--set", "train.checkpoint_every=10", "--set", "train.batch_size=32",
+            "--set", "train.figures_every=0", "--quiet", "--steps", "20", "--out", str(out)]
+    assert cli.main(args) == 0
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"code/marginal_kl", "code/balance", "code/augment", "code/categories_used"} <= set(last)
+    assert all(math.isfinite(last[k]) for k in ("code/balance", "code/augment", "loss"))
+    # Resuming rebuilds the objective from the run's config, the levers included.
+    assert cli.main(["train", "--resume", str(out), "--steps", "25", "--quiet"]) == 0
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 25
+
+
+def test_assignment_pulls_the_code_toward_the_mixture_component_the_continuous_code_implies():
+    spec = ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian_mixture", {"units": 3, "components": K}),
+                                   ChannelSpec("disc", "gumbel_softmax", {"sizes": [K]})])
+    torch.manual_seed(0)
+    model = build_model(spec)
+    x = batch()
+    output = model(x, generator=torch.Generator().manual_seed(0))
+    logs = objective(model, assignment_weight=2.0)(x, output, 40)
+    family = model.latent.channels["cont"]
+    resp = family.responsibilities(output.params["cont"]).detach()
+    expected = -(resp * torch.log(output.params["disc"]["alpha"] + 1e-12)).sum(1).mean()
+    assert float(logs["code/assignment"]) == pytest.approx(float(expected), rel=1e-5)
+    # The gradient reaches the encoder through q(c|x) only: the responsibilities are a fixed target.
+    model.zero_grad()
+    logs["code/assignment"].backward()
+    assert family.mu.grad is None or float(family.mu.grad.abs().sum()) == 0.0
+
+
+def test_every_arm_of_the_lever_benchmark_builds(monkeypatch):
+    """The benchmark's overrides are valid recipe settings: each arm builds its model and objective (no data)."""
+    import importlib.util
+
+    from latentkit.recipe import apply_overrides, load_recipe
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "discrete_levers.py"
+    spec = importlib.util.spec_from_file_location("discrete_levers", path)
+    levers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(levers)
+    for name, overrides in levers.ARMS.items():
+        cfg = apply_overrides(load_recipe(RECIPES / "jointvae_mnist.py"), overrides)
+        experiment = cfg.experiment()
+        model = build_model(experiment.model)
+        built = build_objective(experiment.objective, model)
+        assert callable(built), name
