@@ -46,6 +46,7 @@ ARMS: dict[str, list[str]] = {
     "hard": ['disc_options={"hard": true}'],
     "mixture": MIXTURE,
     "mixture+assignment": MIXTURE + _code(assignment_weight=10.0),
+    "mixture+balance": MIXTURE + _code(assignment_weight=10.0, balance_weight=10.0),
 }
 
 
