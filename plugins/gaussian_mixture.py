@@ -162,11 +162,9 @@ class GaussianMixture(DiagonalGaussianPosterior, LatentFamily):
         d = logvar.unsqueeze(1) - prior_logvar
         return 0.5 * (diff.pow(2) * torch.exp(-prior_logvar) + torch.expm1(d) - d)
 
-    def component_kl(self, params: Params, context: LatentContext | None = None) -> Tensor:
-        """``KL(q(z | x) ‖ p(z | c = k))`` summed over units, for every component ``k``: ``(B, components)``.
-
-        It depends only on this channel's parameters and the prior's; ``context`` is accepted (and unused) so that
-        code holding a context can call it like :meth:`kl`. Clustering metrics and :meth:`responsibilities` use it."""
+    def component_kl(self, params: Params) -> Tensor:
+        """``KL(q(z | x) ‖ p(z | c = k))`` summed over units, for every component ``k``: ``(B, components)``. It needs
+        only this channel's parameters and the prior's; :meth:`responsibilities` and clustering read it."""
         return self._unit_component_kl(params).sum(-1)
 
     def responsibilities(self, params: Params) -> Tensor:
