@@ -42,6 +42,7 @@ ARMS: dict[str, list[str]] = {
     "balance": _code(balance_weight=10.0),
     "augment": _code(augment_weight=30.0),
     "augment+balance": _code(augment_weight=30.0, balance_weight=10.0),
+    "augment+marginal": _code(augment_weight=30.0, marginal_weight=10.0, warmup=5000),
     "anneal": ['disc_options={"anneal": {"start": 1.0, "end": 0.5, "steps": 25000}}'],
     "hard": ['disc_options={"hard": true}'],
     "mixture": MIXTURE,
