@@ -8,6 +8,12 @@ categories that hold most of it. Beside it, the accuracy scores (majority, Hunga
 (``latentkit sample``) show what the categories draw.
 
     python benchmarks/category_contents.py runs/mnist-k5/seed-0 --data-root ../shared/data
+
+For a data set with a factor grid (dSprites), ``--factors`` asks instead which *factor* the categories follow: it draws
+images uniformly from the grid and writes, per factor, the normalised mutual information between category and factor
+value (factors with more than 8 values in quartile bins) and each category's distribution over the factor's values.
+
+    python benchmarks/category_contents.py runs/compare-dsprites-fixed/jointvae/seed-0 --factors
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ sys.path.insert(0, str(ROOT))
 from latentkit.checkpoint import load_model, resolve_checkpoint  # noqa: E402
 from latentkit.data.build import as_component, build_provider  # noqa: E402
 from latentkit.metrics.accuracy import cluster_accuracy, contingency_table  # noqa: E402
+from latentkit.metrics.base import ModelRepresentation  # noqa: E402
+from latentkit.metrics.correlation import sample_correlation_points  # noqa: E402
 from plugins.metrics import encode_categories  # noqa: E402
 
 
@@ -59,13 +67,55 @@ def markdown(result: dict, scores: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def factor_contents(run: str, config: dict, model, data_root: str | None, points: int) -> str:
+    """Per factor of the grid: NMI(category, factor value) and each category's distribution over the factor's values."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    provider = build_provider(as_component(config["dataset"], "the checkpoint's dataset"))
+    ground_truth = provider.ground_truth(data_root or config.get("data_root"))
+    if ground_truth is None:
+        raise SystemExit(f"the data set of {run} has no factor grid; drop --factors to read the labels instead")
+    codes, is_discrete, values = sample_correlation_points(ground_truth, ModelRepresentation(model), points)
+    if is_discrete.sum() != 1:
+        raise SystemExit(f"{run} has {int(is_discrete.sum())} discrete variables; this script reads runs with exactly one")
+    category = codes[:, is_discrete][:, 0].astype(int)
+    lines = [f"{points:,} images drawn uniformly from the grid. Per factor: NMI between category and factor value, then "
+             "each category's share of the images and its distribution over the factor's values (quartile bins for "
+             "factors with more than 8 values).", ""]
+    for j, name in enumerate(ground_truth.factor_names):
+        v = values[:, j]
+        levels = np.unique(v)
+        if len(levels) > 8:
+            edges = np.quantile(v, [0.25, 0.5, 0.75])
+            bins, heads = np.searchsorted(edges, v, side="right"), ["q1", "q2", "q3", "q4"]
+        else:
+            bins, heads = np.searchsorted(levels, v), [f"{x:.3g}" for x in levels]
+        nmi = normalized_mutual_info_score(bins, category)
+        lines += [f"**{name}**: NMI {nmi:.3f}", "", "| category | images | " + " | ".join(heads) + " |",
+                  "| ---: | ---: |" + " ---: |" * len(heads)]
+        for c in np.unique(category):
+            row = np.bincount(bins[category == c], minlength=len(heads)) / (category == c).sum()
+            lines.append(f"| {c} | {(category == c).mean():.1%} | " + " | ".join(f"{x:.2f}" for x in row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="a run directory or checkpoint folder with one discrete variable")
     parser.add_argument("--data-root", help="folder holding the data sets (default: the run's)")
     parser.add_argument("--split", default="test")
+    parser.add_argument("--factors", action="store_true", help="which factor of a factor grid the categories follow")
+    parser.add_argument("--points", type=int, default=10_000, help="images drawn from the grid with --factors")
     args = parser.parse_args()
     model, config = load_model(resolve_checkpoint(args.run))
+    out = Path(args.run) / "evaluation"
+    out.mkdir(parents=True, exist_ok=True)
+    if args.factors:
+        text = factor_contents(args.run, config, model, args.data_root, args.points)
+        (out / "category-factors.md").write_text(text)
+        print(text)
+        return 0
     provider = build_provider(as_component(config["dataset"], "the checkpoint's dataset"))
     data = provider.load(args.data_root or config.get("data_root"), args.split)
     cats, sizes = encode_categories(model, data)
@@ -75,8 +125,6 @@ def main() -> int:
     table, cluster_values, label_values = contingency_table(clusters, data.labels)
     result = describe(table, cluster_values, label_values)
     scores = cluster_accuracy(clusters, data.labels)
-    out = Path(args.run) / "evaluation"
-    out.mkdir(parents=True, exist_ok=True)
     text = markdown(result, scores)
     (out / f"category-contents-{args.split}.md").write_text(text)
     (out / f"category-contents-{args.split}.json").write_text(json.dumps({**result, "scores": scores}, indent=1) + "\n")
