@@ -53,7 +53,6 @@ class MixtureGaussian(DiagonalGaussianPosterior, LatentFamily):
         gen = torch.Generator().manual_seed(0)
         self.mu = nn.Parameter(spread * torch.randn(self.components, self.units, generator=gen))
 
-    # --- sizes -------------------------------------------------------------------------------------------------------
     # --- the parent ---------------------------------------------------------------------------------------------------
     def _weights(self, context: LatentContext) -> Tensor:
         """``q(c)``: the parent's category probabilities ``(B, components)``."""
