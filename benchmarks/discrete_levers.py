@@ -34,6 +34,8 @@ def _code(**options) -> list[str]:
 
 
 MIXTURE = ["cont_family=gaussian_mixture", 'cont_options={"components": 10}']
+#: larger moves plus slant and stroke width, the nuisances the paper recipe's code splits digits by
+STRONG = {"rotate": 15.0, "scale": 0.15, "shift": 0.1, "shear": 0.3, "stroke": 0.5}
 
 #: arm name -> recipe overrides (``--set`` assignments) on the paper recipe
 ARMS: dict[str, list[str]] = {
@@ -43,6 +45,8 @@ ARMS: dict[str, list[str]] = {
     "augment": _code(augment_weight=30.0),
     "augment+balance": _code(augment_weight=30.0, balance_weight=10.0),
     "augment+marginal": _code(augment_weight=30.0, marginal_weight=10.0, warmup=5000),
+    "strong-augment+balance": _code(augment_weight=30.0, balance_weight=10.0, augment=STRONG),
+    "strong-augment+balance-heavy": _code(augment_weight=100.0, balance_weight=30.0, augment=STRONG),
     "anneal": ['disc_options={"anneal": {"start": 1.0, "end": 0.5, "steps": 25000}}'],
     "hard": ['disc_options={"hard": true}'],
     "mixture": MIXTURE,

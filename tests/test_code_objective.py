@@ -245,3 +245,38 @@ def test_every_arm_of_the_lever_benchmark_builds(monkeypatch):
         model = build_model(experiment.model)
         built = build_objective(experiment.objective, model)
         assert callable(built), name
+
+
+def test_shear_slants_an_image_by_the_drawn_factor_and_is_off_by_default():
+    # a vertical bar sheared by s leans: its column moves by s * (row offset from the centre) * half-width
+    x = torch.zeros(1, 1, 33, 33)
+    x[..., 4:29, 16] = 1.0
+    plain = random_affine(x, torch.Generator().manual_seed(1), rotate=0.0, scale=0.0, shift=0.0)
+    assert torch.allclose(plain, x, atol=1e-6)
+    sheared = random_affine(x, torch.Generator().manual_seed(1), rotate=0.0, scale=0.0, shift=0.0, shear=0.5)
+    top, bottom = sheared[0, 0, 6], sheared[0, 0, 26]
+    centre = lambda row: float((row * torch.arange(33.0)).sum() / row.sum())
+    assert abs(centre(top) - centre(bottom)) > 2  # the bar leans
+    assert abs(centre(sheared[0, 0, 16]) - 16) < 0.5  # about the centre
+    # the draws that exist without shear are unchanged by it: same rotation etc. for the same seed
+    a = random_affine(x, torch.Generator().manual_seed(3), rotate=10.0, scale=0.1, shift=0.1)
+    b = random_affine(x, torch.Generator().manual_seed(3), rotate=10.0, scale=0.1, shift=0.1, shear=0.0, stroke=0.0)
+    assert torch.equal(a, b)
+
+
+def test_stroke_thickens_or_thins_with_the_given_probability():
+    x = torch.zeros(400, 1, 16, 16)
+    x[:, :, 4:12, 7:9] = 1.0  # a two-pixel-wide bar
+    out = random_affine(x, torch.Generator().manual_seed(0), rotate=0.0, scale=0.0, shift=0.0, stroke=0.5)
+    mass = out.sum((1, 2, 3))
+    thicker, thinner, same = (mass > 17).float().mean(), (mass < 15).float().mean(), ((mass - 16).abs() < 1e-4).float().mean()
+    assert 0.15 < thicker < 0.35 and 0.15 < thinner < 0.35 and 0.4 < same < 0.6
+    assert float(thicker + thinner + same) == pytest.approx(1.0)
+
+
+def test_stroke_probability_above_one_is_refused():
+    from latentkit.errors import ConfigError
+
+    model = small_model()
+    with pytest.raises(ConfigError, match="stroke"):
+        objective(model, augment_weight=1.0, augment={"stroke": 1.5})
