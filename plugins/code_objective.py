@@ -16,6 +16,11 @@ lever against that, off by default (weight 0), so each can be measured alone and
   stroke width on request) and the target q(c|x) (or Q when balancing is on), held fixed — the category should not
   change when the digit is moved a little (IMSAT's and IIC's invariance prior; it uses no label, only the assumption
   that such transforms keep the class). Costs a second encoder pass per step.
+* ``mutual_information_weight``: −λ·I(c; c′), the mutual information between the category of an image and that of its
+  augmented view, from the batch's joint distribution of the pair (IIC, Ji et al. 2019). It holds the marginal term
+  (I = H(c) − H(c|c′): the batch should use every category) and the augmentation one (the pair should agree) in one
+  quantity with a fixed ceiling, log K, and lets the gradient through both views. Uses ``augment``'s transforms and
+  shares its second encoder pass.
 * ``assignment_weight``: λ·CE(r, q(c|x)) for a latent whose continuous channel has a mixture prior indexed by the
   category (``gaussian_mixture``): r ∝ exp(−KL(q(z|x) ‖ p(z|c))) is the category the continuous code's position implies
   (VaDE's posterior over components); the encoder's own q(c|x) is pulled toward it.
@@ -111,6 +116,16 @@ def random_affine(
     return out
 
 
+def pair_mutual_information(alpha: Tensor, alpha_pair: Tensor) -> Tensor:
+    """I(c; c′) in nats of the joint ``P = mean_i alpha[i] ⊗ alpha_pair[i]``, symmetrised (the pair's order carries no
+    meaning): between 0 (the views' categories independent) and log K (one-hot, balanced and in agreement)."""
+    joint = alpha.float().T @ alpha_pair.float() / alpha.shape[0]
+    joint = ((joint + joint.T) / 2).clamp_min(EPS)
+    joint = joint / joint.sum()
+    rows, cols = joint.sum(1, keepdim=True), joint.sum(0, keepdim=True)
+    return (joint * (joint.log() - rows.log() - cols.log())).sum()
+
+
 def _weight(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
         raise ConfigError(f"jointvae_code {name} must be a finite non-negative number (0 turns the term off), got {value!r}")
@@ -131,6 +146,7 @@ class DiscreteCodeObjective(Objective):
         balance_weight: float = 0.0,
         augment_weight: float = 0.0,
         assignment_weight: float = 0.0,
+        mutual_information_weight: float = 0.0,
         warmup: int = 0,
         sinkhorn_iterations: int = 3,
         sinkhorn_epsilon: float = 0.05,
@@ -151,6 +167,7 @@ class DiscreteCodeObjective(Objective):
             "balance": _weight("balance_weight", balance_weight),
             "augment": _weight("augment_weight", augment_weight),
             "assignment": _weight("assignment_weight", assignment_weight),
+            "mutual_information": _weight("mutual_information_weight", mutual_information_weight),
         }
         if isinstance(warmup, bool) or not isinstance(warmup, numbers.Integral) or warmup < 0:
             raise ConfigError(f"jointvae_code warmup must be a whole number of steps >= 0, got {warmup!r}")
@@ -220,8 +237,12 @@ class DiscreteCodeObjective(Objective):
         if self.weights["balance"]:
             target = balanced_assignment(log_alpha, self.iterations, self.epsilon)
             terms["balance"] = -(target * log_alpha).sum(1).mean()
+        moved = self._moved_alpha(x, step) if self.weights["augment"] or self.weights["mutual_information"] else None
         if self.weights["augment"]:
-            terms["augment"] = self._consistency(x, alpha if target is None else target, step)
+            fixed = (alpha if target is None else target).detach()
+            terms["augment"] = (fixed * (torch.log(fixed + EPS) - torch.log(moved + EPS))).sum(1).mean()
+        if self.weights["mutual_information"]:
+            terms["mutual_information"] = -pair_mutual_information(alpha, moved)  # a loss: minus the information
         if self.weights["assignment"]:
             family = self.latent.channels[self.mixture]
             with torch.no_grad():
@@ -232,29 +253,31 @@ class DiscreteCodeObjective(Objective):
         if isinstance(added, Tensor):
             logs["objective"] = logs["objective"] + added
             logs["loss"] = logs["loss"] + added / self.divisor
-        logs.update({f"code/{name}" if name != "marginal" else "code/marginal_kl": value for name, value in terms.items()})
+        logs.update({f"code/{name}": value for name, value in terms.items() if name not in ("marginal", "mutual_information")})
+        logs["code/marginal_kl"] = terms["marginal"]
+        if "mutual_information" in terms:
+            logs["code/mutual_information"] = -terms["mutual_information"]
         with torch.no_grad():
             counts = torch.bincount(alpha.argmax(1), minlength=self.categories).float()
             logs["code/categories_used"] = (counts >= USED_SHARE * alpha.shape[0]).sum().float()
         return logs
 
-    def _consistency(self, x: Tensor, target: Tensor, step: int) -> Tensor:
-        """KL(target ‖ q(c | T(x))) averaged over the batch, the target held fixed."""
+    def _moved_alpha(self, x: Tensor, step: int) -> Tensor:
+        """q(c | T(x)) for a random transform T of each image (the augmented view), float32."""
         if self.model is None:
             raise ConfigError(
-                "jointvae_code augment_weight needs the model to encode the augmented view; the training task attaches "
-                "it (Objective.attach) — when calling the objective yourself, call objective.attach(model, seed) first"
+                "jointvae_code augment_weight and mutual_information_weight need the model to encode the augmented "
+                "view; the training task attaches it (Objective.attach) — when calling the objective yourself, call "
+                "objective.attach(model, seed) first"
             )
         if x.dim() != 4:
             raise ConfigError(
-                f"jointvae_code augment_weight transforms images (B, C, H, W); this data set's samples have shape "
-                f"{tuple(x.shape[1:])} — set augment_weight=0 for non-image data"
+                f"jointvae_code augment_weight and mutual_information_weight transform images (B, C, H, W); this data "
+                f"set's samples have shape {tuple(x.shape[1:])} — set both to 0 for non-image data"
             )
         generator = torch.Generator(device="cpu").manual_seed((self.seed * 2_654_435_761 + step) % (2**63))
         moved = random_affine(x.float(), generator, **self.augment).to(x.dtype)
-        alpha_moved = self.model.encode(moved)[self.channel]["alpha"].float()
-        target = target.detach()
-        return (target * (torch.log(target + EPS) - torch.log(alpha_moved + EPS))).sum(1).mean()
+        return self.model.encode(moved)[self.channel]["alpha"].float()
 
 
 def build_code_objective(latent: JointLatent, image_shape: tuple[int, ...], registry, **options) -> DiscreteCodeObjective:

@@ -15,7 +15,7 @@ from latentkit import cli
 from latentkit.build import build_model, build_objective
 from latentkit.config import ChannelSpec, Component, ModelSpec
 from latentkit.errors import ConfigError
-from latentkit_plugins.code_objective import balanced_assignment, random_affine
+from latentkit_plugins.code_objective import balanced_assignment, pair_mutual_information, random_affine
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -280,3 +280,60 @@ def test_stroke_probability_above_one_is_refused():
     model = small_model()
     with pytest.raises(ConfigError, match="stroke"):
         objective(model, augment_weight=1.0, augment={"stroke": 1.5})
+
+
+# --- the pair's mutual information (IIC) -------------------------------------------------------------------------------
+
+
+def test_pair_information_is_log_k_for_an_agreeing_balanced_code_and_zero_for_independent_views():
+    one_hot = torch.eye(K)[torch.arange(4 * K) % K]
+    assert float(pair_mutual_information(one_hot, one_hot)) == pytest.approx(math.log(K), rel=1e-5)
+    # confident but unrelated views: every pair of categories equally often
+    shuffled = torch.eye(K)[(torch.arange(K * K) // K) % K]
+    other = torch.eye(K)[torch.arange(K * K) % K]
+    assert float(pair_mutual_information(shuffled, other)) == pytest.approx(0.0, abs=1e-5)
+    # one category for everything: agreement without information
+    same = torch.eye(K)[[0] * 12]
+    assert float(pair_mutual_information(same, same)) == pytest.approx(0.0, abs=1e-5)
+
+
+@hypothesis.settings(max_examples=40)
+@hypothesis.given(b=st.integers(2, 40), k=st.integers(2, 8), seed=st.integers(0, 2**16), scale=st.floats(0.1, 8.0))
+def test_pair_information_lies_between_zero_and_log_k_and_is_symmetric(b, k, seed, scale):
+    g = torch.Generator().manual_seed(seed)
+    a = (torch.randn(b, k, generator=g) * scale).softmax(1)
+    c = (torch.randn(b, k, generator=g) * scale).softmax(1)
+    mi = float(pair_mutual_information(a, c))
+    assert -1e-5 <= mi <= math.log(k) + 1e-5
+    assert mi == pytest.approx(float(pair_mutual_information(c, a)), abs=1e-6)
+
+
+def test_mutual_information_term_subtracts_its_weight_times_the_information_and_trains_both_views():
+    model = small_model()
+    x = batch()
+    output = model(x, generator=torch.Generator().manual_seed(0))
+    base = build_objective(Component("jointvae", {"terms": TERMS}), model)(x, output, 40)
+    logs = objective(model, mutual_information_weight=5.0)(x, output, 40)
+    mi = float(logs["code/mutual_information"])
+    assert -1e-5 < mi <= math.log(K)  # about 0 for an untrained encoder's near-uniform q(c|x)
+    assert float(logs["objective"]) == pytest.approx(float(base["objective"]) - 5.0 * mi, rel=1e-6, abs=1e-5)
+    # the clean view's posterior gets a gradient (unlike augment's fixed target), and so does the encoder through the
+    # augmented view
+    (clean,) = torch.autograd.grad(logs["code/mutual_information"], output.params["disc"]["alpha"], retain_graph=True)
+    assert clean.abs().sum() > 0
+    model.zero_grad()
+    (-logs["code/mutual_information"]).backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+
+
+def test_mutual_information_term_reaches_log_k_for_an_agreeing_balanced_pair():
+    model = small_model()
+    x = batch(4 * K)
+    output = model(x)
+    output.params["disc"]["alpha"] = torch.eye(K)[torch.arange(4 * K) % K]
+    code = objective(model, mutual_information_weight=5.0)
+    code._moved_alpha = lambda _x, _step: output.params["disc"]["alpha"]  # the augmented view agrees exactly
+    base = build_objective(Component("jointvae", {"terms": TERMS}), model)(x, output, 40)
+    logs = code(x, output, 40)
+    assert float(logs["code/mutual_information"]) == pytest.approx(math.log(K), rel=1e-5)
+    assert float(logs["objective"]) == pytest.approx(float(base["objective"]) - 5.0 * math.log(K), rel=1e-5)
