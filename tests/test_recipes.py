@@ -45,6 +45,7 @@ def test_recipe_builds(path):
     n_params = sum(p.numel() for p in model.parameters())
     if path.stem in ORIGINAL_PARAMS:
         assert n_params == ORIGINAL_PARAMS[path.stem]
+    objective.attach(model, seed=0)  # as the training task does: objectives with an augmented view need the model
     x = torch.rand(2, *experiment.model.image_shape)
     model.train()
     logs = objective(x, model(x), step=1)
@@ -59,6 +60,17 @@ def test_recipe_has_paper_settings(name):
     assert (cfg.cont_capacity.c_max, cfg.cont_capacity.steps, cfg.cont_gamma) == cont_cap
     assert (cfg.disc_capacity.c_max, cfg.disc_capacity.steps, cfg.disc_gamma) == disc_cap
     assert cfg.train.lr == lr and cfg.train.batch_size == 64
+
+
+@pytest.mark.parametrize(("variant", "paper"), [("jointvae_mnist_invariant", "jointvae_mnist"),
+                                               ("jointvae_fashionmnist_invariant", "jointvae_fashionmnist")])
+def test_invariant_code_recipes_are_the_paper_recipe_plus_code_terms(variant, paper):
+    import attrs
+
+    root = Path(__file__).resolve().parents[1] / "recipes"
+    ours, theirs = load_recipe(root / f"{variant}.py"), load_recipe(root / f"{paper}.py")
+    assert ours.objective == "jointvae_code" and ours.objective_options["augment_weight"] > 0
+    assert attrs.evolve(ours, objective="jointvae", objective_options={}) == theirs
 
 
 def test_mnist_recipe_is_100_epochs():
