@@ -14,23 +14,20 @@ Everything else — architecture, capacities, γ, optimiser, 93,800 steps — is
 only by these terms.
 """
 
-from latentkit.recipe import Capacity, JointVAEConfig, TrainConfig
+from pathlib import Path
+
+import attrs
+
+from latentkit.recipe import JointVAEConfig, load_recipe
 
 #: the augmented view: ±15°, ×(1 ± 0.15), ±10% shifts, ±0.3 shear, and half the images one pixel thicker or thinner
 AUGMENT = {"rotate": 15.0, "scale": 0.15, "shift": 0.1, "shear": 0.3, "stroke": 0.5}
 
 
 def config() -> JointVAEConfig:
-    return JointVAEConfig(
-        dataset="mnist",
-        image_shape=(1, 32, 32),
-        cont_units=10,
-        disc_sizes=[10],
-        cont_capacity=Capacity(0.0, 5.0, 25_000),
-        disc_capacity=Capacity(0.0, 5.0, 25_000),
-        cont_gamma=30.0,
-        disc_gamma=30.0,
+    paper = load_recipe(Path(__file__).with_name("jointvae_mnist.py"))  # the paper recipe, unchanged
+    return attrs.evolve(
+        paper,
         objective="jointvae_code",
         objective_options={"augment_weight": 100.0, "balance_weight": 30.0, "augment": AUGMENT},
-        train=TrainConfig(steps=93_800, batch_size=64, lr=5e-4),
     )
