@@ -4,8 +4,8 @@ Fashion-MNIST recipe (``jointvae_fashionmnist.py``: capacities 0 → 5 and 0 →
 Not measured here (no Fashion-MNIST training data on our machines): runnable with
 ``latentkit train recipes/jointvae_fashionmnist_invariant.py --data-root DATA`` (DATA/FashionMNIST/raw, torchvision's
 layout). The augmentation is the MNIST one with a milder rotation and no shear, which would slant garments that are
-upright in every image of the data set; the stroke change (a one-pixel dilation or erosion) stands in for thicker and thinner cloth
-outlines. The term weights are the MNIST recipe's.
+upright in every image of the data set; the stroke change (a one-pixel dilation or erosion) stands in for thicker and
+thinner cloth outlines. The term weights are the MNIST recipe's.
 """
 
 from pathlib import Path
