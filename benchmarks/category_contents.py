@@ -14,6 +14,14 @@ images uniformly from the grid and writes, per factor, the normalised mutual inf
 value (factors with more than 8 values in quartile bins) and each category's distribution over the factor's values.
 
     python benchmarks/category_contents.py runs/compare-dsprites-fixed/jointvae/seed-0 --factors
+
+``--styles`` adds, for every label spread over several categories (each holding at least 15% of it), the median slant
+and ink of the label's images in each: slant is how far the strokes drift sideways per row down the image (the
+intensity-weighted covariance of column and row over the variance of the row; 0 upright, negative leaning right) and
+ink the sum of the pixel values (stroke width and length). A code that splits a digit by handwriting style shows it
+here.
+
+    python benchmarks/category_contents.py runs/levers/paper/seed-0 --data-root ../shared/data --styles
 """
 
 from __future__ import annotations
@@ -67,6 +75,37 @@ def markdown(result: dict, scores: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def slant_and_ink(images) -> tuple[np.ndarray, np.ndarray]:
+    """Per image of ``images`` (N, 1, H, W) in [0, 1]: the slant (column drift per row about the centre of mass) and
+    the ink (the sum of the pixel values)."""
+    import torch
+
+    x = images.float()[:, 0]
+    h, w = x.shape[1:]
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    ink = x.sum((1, 2)).clamp_min(1e-8)
+    dr = rows[None] - ((x * rows).sum((1, 2)) / ink)[:, None, None]
+    dc = cols[None] - ((x * cols).sum((1, 2)) / ink)[:, None, None]
+    slant = (x * dc * dr).sum((1, 2)) / (x * dr * dr).sum((1, 2)).clamp_min(1e-8)
+    return slant.numpy(), ink.numpy()
+
+
+def style_splits(clusters: np.ndarray, labels: np.ndarray, slant: np.ndarray, ink: np.ndarray, share: float = 0.15) -> str:
+    """Markdown: for each label spread over several categories, the median slant and ink of its images in each."""
+    lines = ["| label | category (share of the label): median slant, median ink |", "| ---: | --- |"]
+    for label in np.unique(labels):
+        mine = labels == label
+        cats, counts = np.unique(clusters[mine], return_counts=True)
+        big = [(c, n) for c, n in zip(cats, counts) if n >= share * mine.sum()]
+        if len(big) > 1:
+            cells = "; ".join(
+                f"{c} ({n / mine.sum():.0%}): {np.median(slant[mine & (clusters == c)]):+.2f}, "
+                f"{np.median(ink[mine & (clusters == c)]):.0f}" for c, n in big
+            )
+            lines.append(f"| {label} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
 def factor_contents(run: str, config: dict, model, data_root: str | None, points: int) -> str:
     """Per factor of the grid: NMI(category, factor value) and each category's distribution over the factor's values."""
     from sklearn.metrics import normalized_mutual_info_score
@@ -107,6 +146,7 @@ def main() -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--factors", action="store_true", help="which factor of a factor grid the categories follow")
     parser.add_argument("--points", type=int, default=10_000, help="images drawn from the grid with --factors")
+    parser.add_argument("--styles", action="store_true", help="slant and ink of each label's images per category")
     args = parser.parse_args()
     model, config = load_model(resolve_checkpoint(args.run))
     out = Path(args.run) / "evaluation"
@@ -126,6 +166,10 @@ def main() -> int:
     result = describe(table, cluster_values, label_values)
     scores = cluster_accuracy(clusters, data.labels)
     text = markdown(result, scores)
+    if args.styles:
+        images = data.images.float()
+        slant, ink = slant_and_ink(images / 255 if images.max() > 1.5 else images)
+        text += "\nLabels split over categories, by handwriting style:\n\n" + style_splits(clusters, np.asarray(data.labels), slant, ink)
     (out / f"category-contents-{args.split}.md").write_text(text)
     (out / f"category-contents-{args.split}.json").write_text(json.dumps({**result, "scores": scores}, indent=1) + "\n")
     print(text)
