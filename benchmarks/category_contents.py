@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from latentkit.checkpoint import load_model, resolve_checkpoint  # noqa: E402
 from latentkit.data.build import as_component, build_provider  # noqa: E402
+from latentkit.data.provider import as_float_batch  # noqa: E402
 from latentkit.metrics.accuracy import cluster_accuracy, contingency_table  # noqa: E402
 from latentkit.metrics.base import ModelRepresentation  # noqa: E402
 from latentkit.metrics.correlation import sample_correlation_points  # noqa: E402
@@ -76,11 +77,11 @@ def markdown(result: dict, scores: dict) -> str:
 
 
 def slant_and_ink(images) -> tuple[np.ndarray, np.ndarray]:
-    """Per image of ``images`` (N, 1, H, W) in [0, 1]: the slant (column drift per row about the centre of mass) and
-    the ink (the sum of the pixel values)."""
+    """Per image of ``images`` (N, 1, H, W; uint8 or in [0, 1]): the slant (column drift per row about the centre of
+    mass) and the ink (the sum of the pixel values in [0, 1])."""
     import torch
 
-    x = images.float()[:, 0]
+    x = as_float_batch(images)[:, 0]
     h, w = x.shape[1:]
     rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     ink = x.sum((1, 2)).clamp_min(1e-8)
@@ -167,9 +168,9 @@ def main() -> int:
     scores = cluster_accuracy(clusters, data.labels)
     text = markdown(result, scores)
     if args.styles:
-        images = data.images.float()
-        slant, ink = slant_and_ink(images / 255 if images.max() > 1.5 else images)
-        text += "\nLabels split over categories, by handwriting style:\n\n" + style_splits(clusters, np.asarray(data.labels), slant, ink)
+        slant, ink = slant_and_ink(data.images)
+        text += "\nLabels split over categories, by handwriting style:\n\n"
+        text += style_splits(clusters, np.asarray(data.labels), slant, ink)
     (out / f"category-contents-{args.split}.md").write_text(text)
     (out / f"category-contents-{args.split}.json").write_text(json.dumps({**result, "scores": scores}, indent=1) + "\n")
     print(text)

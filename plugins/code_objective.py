@@ -53,6 +53,9 @@ from latentkit.plugins import hookimpl
 EPS = 1e-12
 #: share of a batch's arg-max assignments a category needs to count as used
 USED_SHARE = 0.01
+#: terms logged under another name than ``code/<term>``, with the sign of the logged value (the terms are losses; the
+#: mutual information is logged as itself)
+LOGGED_AS = {"marginal": ("code/marginal_kl", 1.0), "mutual_information": ("code/mutual_information", -1.0)}
 #: the augmentation's defaults: rotation in degrees, relative scale change, shift as a share of the size, horizontal
 #: shear factor (x += shear * y), and the probability of thickening or thinning the strokes by one pixel (0: off)
 DEFAULT_AUGMENT = {"rotate": 10.0, "scale": 0.1, "shift": 0.08, "shear": 0.0, "stroke": 0.0}
@@ -253,10 +256,9 @@ class DiscreteCodeObjective(Objective):
         if isinstance(added, Tensor):
             logs["objective"] = logs["objective"] + added
             logs["loss"] = logs["loss"] + added / self.divisor
-        logs.update({f"code/{name}": value for name, value in terms.items() if name not in ("marginal", "mutual_information")})
-        logs["code/marginal_kl"] = terms["marginal"]
-        if "mutual_information" in terms:
-            logs["code/mutual_information"] = -terms["mutual_information"]
+        for name, value in terms.items():
+            key, sign = LOGGED_AS.get(name, (f"code/{name}", 1.0))
+            logs[key] = sign * value
         with torch.no_grad():
             counts = torch.bincount(alpha.argmax(1), minlength=self.categories).float()
             logs["code/categories_used"] = (counts >= USED_SHARE * alpha.shape[0]).sum().float()

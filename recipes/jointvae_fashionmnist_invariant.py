@@ -19,9 +19,9 @@ AUGMENT = {"rotate": 10.0, "scale": 0.15, "shift": 0.1, "shear": 0.0, "stroke": 
 
 
 def config() -> JointVAEConfig:
-    paper = load_recipe(Path(__file__).with_name("jointvae_fashionmnist.py"))  # the paper recipe, unchanged
+    here = Path(__file__).parent
+    paper = load_recipe(here / "jointvae_fashionmnist.py")  # the paper recipe, unchanged
+    mnist = load_recipe(here / "jointvae_mnist_invariant.py")  # its code terms, with this data set's augmentation
     return attrs.evolve(
-        paper,
-        objective="jointvae_code",
-        objective_options={"augment_weight": 100.0, "balance_weight": 30.0, "augment": AUGMENT},
+        paper, objective=mnist.objective, objective_options={**mnist.objective_options, "augment": AUGMENT}
     )

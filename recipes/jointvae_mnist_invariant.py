@@ -2,8 +2,9 @@
 code"): the paper recipe (``jointvae_mnist.py``, unchanged) plus two terms of the ``jointvae_code`` objective.
 
 Why: the paper's objective asks nothing of how the batch uses the categories, and a 10-way code left to itself splits
-digits by what changes the most pixels — slant and stroke width (one category for upright 1s, another for slanted
-ones; thin 2s with thin 6s) — which costs it 20–30 points of accuracy depending on the seed.
+digits by what changes the most pixels — slant and stroke width (seed 0 of the paper recipe puts 5s in two categories
+at median slant −0.22 and −0.56, 0s in two at ink 188 and 155: ``benchmarks/category_contents.py --styles``) — which
+costs it 20–30 points of accuracy depending on the seed.
 
 * ``augment_weight``: the category of an image slanted, thickened or thinned, rotated, scaled and moved (``augment``)
   should be the one of the image itself — the nuisances a class must not depend on;
