@@ -56,6 +56,22 @@ def test_misspelt_hook_fails_at_start_up(plugins):
     assert "never" not in get_registry().families  # and nothing of it stays registered
 
 
+def test_an_entry_point_that_cannot_be_imported_names_itself_and_the_fix(tmp_path, monkeypatch):
+    # What a stale editable install looks like: the distribution's metadata is found, its module is not.
+    dist_info = tmp_path / "stale_plugin-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: stale-plugin\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text("[latentkit]\nstale = stale_plugin_moved_away.families\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from latentkit.plugins.manager import make_plugin_manager
+
+    with pytest.raises(PluginError) as info:
+        make_plugin_manager()
+    message = str(info.value)
+    assert "stale = stale_plugin_moved_away.families" in message and "stale-plugin 1.0" in message
+    assert "No module named 'stale_plugin_moved_away'" in message and "pip install -e ." in message
+
+
 def test_unmarked_misspelt_hook_fails_at_start_up(plugins):
     def latentkit_register_familes(registry):
         registry.add("never", ThirdPartyGaussian)

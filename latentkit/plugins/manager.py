@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import inspect
 from collections.abc import Iterable
 
@@ -43,12 +44,38 @@ def make_plugin_manager(extra: dict[str, object] | None = None, blocked: Iterabl
         for name, plugin in (extra or {}).items():
             pm.register(plugin, name=name)
         pm.check_pending()
+    except ImportError as exc:
+        raise PluginError(_unimportable_entry_point_message(exc)) from exc
     except pluggy.PluginValidationError as exc:
         raise PluginError(
             f"plugin {pm.get_name(exc.plugin) if exc.plugin is not None else '?'!r} is malformed: {exc}. A function marked @hookimpl must be "
             f"named after a hook in latentkit.plugins.hookspecs ({', '.join(_hook_names())})."
         ) from exc
     return pm
+
+
+def _unimportable_entry_point_message(exc: ImportError) -> str:
+    """Name the entry point whose module failed to import, and the usual cause: a stale install.
+
+    The common case is latentkit's own: an editable install (``pip install -e .``) records the checkout's path, so a
+    checkout that was moved, renamed or cloned afresh leaves entry points that point at modules Python cannot find.
+    Without this, every command fails with a traceback from deep inside pluggy and importlib.
+    """
+    missing = getattr(exc, "name", None) or ""
+    culprit = ""
+    for dist in importlib.metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group == ENTRY_POINT_GROUP and missing and (ep.module == missing or ep.module.startswith(missing + ".")):
+                culprit = f" {ep.name} = {ep.value} (from {dist.metadata['Name']} {dist.version})"
+                break
+        if culprit:
+            break
+    return (
+        f"the plugin entry point{culprit or ' of a package in the ' + repr(ENTRY_POINT_GROUP) + ' group'} cannot be "
+        f"imported: {type(exc).__name__}: {exc}. If it is one of latentkit's own (latentkit_plugins.*), the install is "
+        "stale (the checkout was moved, renamed or cloned again after `pip install -e .`): run `pip install -e .` in "
+        "the checkout. If it is a third-party plugin, reinstall or uninstall that package."
+    )
 
 
 def _hook_names() -> list[str]:
