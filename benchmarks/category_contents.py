@@ -22,6 +22,9 @@ ink the sum of the pixel values (stroke width and length). A code that splits a 
 here.
 
     python benchmarks/category_contents.py runs/levers/paper/seed-0 --data-root ../shared/data --styles
+
+``--grid`` draws it: ``evaluation/category-grid-SPLIT.png``, one row per category of randomly chosen images the code
+puts there, rows ordered by their most frequent label and captioned with it and its share of the category.
 """
 
 from __future__ import annotations
@@ -107,6 +110,49 @@ def style_splits(clusters: np.ndarray, labels: np.ndarray, slant: np.ndarray, in
     return "\n".join(lines) + "\n"
 
 
+def category_rows(clusters: np.ndarray, labels: np.ndarray, per_row: int = 12, seed: int = 0) -> list[dict]:
+    """Per category: up to ``per_row`` indices of images it holds (drawn at random), its most frequent label and that
+    label's share of it; ordered by that label, then by the category's size, so a clean code reads 0, 1, ..., 9."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in np.unique(clusters):
+        members = np.flatnonzero(clusters == c)
+        values, counts = np.unique(labels[members], return_counts=True)
+        top = int(np.argmax(counts))
+        rows.append({"category": int(c), "label": int(values[top]), "share": float(counts[top] / len(members)),
+                     "size": len(members),
+                     "indices": rng.choice(members, size=min(per_row, len(members)), replace=False)})
+    return sorted(rows, key=lambda r: (r["label"], -r["size"]))
+
+
+def draw_category_grid(images, rows: list[dict], title: str, path: Path) -> None:
+    """One row of images per entry of :func:`category_rows`, captioned "category: label (share)"."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = as_float_batch(images)[:, 0].numpy()
+    h, w = x.shape[1:]
+    per_row = max(len(r["indices"]) for r in rows)
+    canvas = np.ones((len(rows) * (h + 2), per_row * (w + 2)))
+    for i, row in enumerate(rows):
+        for j, k in enumerate(row["indices"]):
+            canvas[i * (h + 2) + 1: i * (h + 2) + 1 + h, j * (w + 2) + 1: j * (w + 2) + 1 + w] = 1.0 - x[k]
+    fig, ax = plt.subplots(figsize=(per_row * 0.45 + 1.3, len(rows) * 0.45 + 0.5), dpi=100)
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_yticks([i * (h + 2) + h / 2 for i in range(len(rows))],
+                  [f"{r['category']}: {r['label']} ({r['share']:.0%})" for r in rows], fontsize=8)
+    ax.set_xticks([])
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+
+
 def factor_contents(run: str, config: dict, model, data_root: str | None, points: int) -> str:
     """Per factor of the grid: NMI(category, factor value) and each category's distribution over the factor's values."""
     from sklearn.metrics import normalized_mutual_info_score
@@ -148,6 +194,7 @@ def main() -> int:
     parser.add_argument("--factors", action="store_true", help="which factor of a factor grid the categories follow")
     parser.add_argument("--points", type=int, default=10_000, help="images drawn from the grid with --factors")
     parser.add_argument("--styles", action="store_true", help="slant and ink of each label's images per category")
+    parser.add_argument("--grid", action="store_true", help="a PNG of random images per category, by majority label")
     args = parser.parse_args()
     model, config = load_model(resolve_checkpoint(args.run))
     out = Path(args.run) / "evaluation"
@@ -171,6 +218,11 @@ def main() -> int:
         slant, ink = slant_and_ink(data.images)
         text += "\nLabels split over categories, by handwriting style:\n\n"
         text += style_splits(clusters, np.asarray(data.labels), slant, ink)
+    if args.grid:
+        grid = out / f"category-grid-{args.split}.png"
+        draw_category_grid(data.images, category_rows(clusters, np.asarray(data.labels)),
+                           f"{args.run}: Hungarian {scores['hungarian']:.3f} ({args.split} set)", grid)
+        text += f"\nImages per category: {grid}\n"
     (out / f"category-contents-{args.split}.md").write_text(text)
     (out / f"category-contents-{args.split}.json").write_text(json.dumps({**result, "scores": scores}, indent=1) + "\n")
     print(text)

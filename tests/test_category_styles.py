@@ -45,3 +45,28 @@ def test_style_splits_lists_only_labels_spread_over_categories(contents):
     text = contents.style_splits(clusters, labels, slant, ink)
     assert "| 1 | 0 (60%): -0.40, 50; 1 (40%): +0.00, 80 |" in text
     assert "| 7 |" not in text
+
+
+def test_category_rows_hold_only_their_category_and_read_by_majority_label(contents):
+    labels = np.array([3] * 8 + [1] * 10 + [3] * 2)
+    clusters = np.array([5] * 8 + [2] * 10 + [5] * 2)  # category 5: 3s only; category 2: 1s only
+    clusters[0] = 2  # one 3 in the 1s' category
+    rows = contents.category_rows(clusters, labels, per_row=4, seed=0)
+    assert [(r["category"], r["label"]) for r in rows] == [(2, 1), (5, 3)]  # ordered by label
+    assert rows[0]["share"] == pytest.approx(10 / 11) and rows[1]["share"] == 1.0
+    for row in rows:
+        assert len(row["indices"]) == 4 and len(set(row["indices"])) == 4
+        assert (clusters[row["indices"]] == row["category"]).all()
+
+
+def test_category_grid_draws_a_png(contents, tmp_path):
+    images = torch.rand(20, 1, 28, 28)
+    clusters = np.arange(20) % 3
+    rows = contents.category_rows(clusters, np.arange(20) % 3, per_row=5)
+    path = tmp_path / "grid.png"
+    contents.draw_category_grid(images, rows, "title", path)
+    from PIL import Image
+
+    with Image.open(path) as png:
+        assert png.size[0] > 100 and png.size[1] > 50
+    assert not list(tmp_path.glob("*.tmp.png"))
