@@ -47,6 +47,9 @@ ARMS: dict[str, list[str]] = {
     "augment+marginal": _code(augment_weight=30.0, marginal_weight=10.0, warmup=5000),
     "strong-augment+balance": _code(augment_weight=30.0, balance_weight=10.0, augment=STRONG),
     "strong-augment+balance-heavy": _code(augment_weight=100.0, balance_weight=30.0, augment=STRONG),
+    # the winner's ablations: without its balance term, and with the marginal-entropy term in its place
+    "strong-augment-heavy": _code(augment_weight=100.0, augment=STRONG),
+    "strong-augment+marginal-heavy": _code(augment_weight=100.0, marginal_weight=30.0, augment=STRONG),
     "mutual-information": _code(mutual_information_weight=30.0, augment=STRONG),
     "mutual-information-heavy": _code(mutual_information_weight=100.0, augment=STRONG),
     "anneal": ['disc_options={"anneal": {"start": 1.0, "end": 0.5, "steps": 25000}}'],
