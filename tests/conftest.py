@@ -8,7 +8,10 @@ test, so registrations go through :func:`plugins`, which restores the state on t
 from __future__ import annotations
 
 import os
+import struct
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
@@ -83,3 +86,25 @@ def two_channel_model():
     spec = ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian", {"units": 4}),
                                    ChannelSpec("disc", "gumbel_softmax", {"sizes": [3, 5]})])
     return build_model(spec).eval()
+
+
+def _write_idx(raw: Path, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
+    raw.mkdir(parents=True, exist_ok=True)
+    n, h, w = images.shape
+    (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, h, w) + images.tobytes())
+    (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + labels.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def idx_files():
+    """``make(root, folder, n_train=12, n_test=5) -> root``: random 28x28 images and labels in torchvision's raw idx
+    layout (``root/folder/raw``), so MNIST-format data sets (MNIST, Fashion-MNIST) can be read without the real data."""
+
+    def make(root: Path, folder: str, n_train: int = 12, n_test: int = 5) -> Path:
+        rng = np.random.default_rng(0)
+        raw = root / folder / "raw"
+        for prefix, n in (("train", n_train), ("t10k", n_test)):
+            _write_idx(raw, prefix, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n))
+        return root
+
+    return make

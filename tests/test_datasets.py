@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import struct
 import time
 from pathlib import Path
 
@@ -35,21 +34,6 @@ needs_mnist = pytest.mark.skipif(not _has_idx(DATA, "MNIST"), reason=f"MNIST IDX
 needs_fashion = pytest.mark.skipif(
     not _has_idx(DATA, "FashionMNIST"), reason=f"Fashion-MNIST IDX files are absent from {DATA}/FashionMNIST/raw"
 )
-
-
-def _write_idx(raw: Path, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
-    raw.mkdir(parents=True, exist_ok=True)
-    n, h, w = images.shape
-    (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, h, w) + images.tobytes())
-    (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + labels.astype(np.uint8).tobytes())
-
-
-def _fake_idx_root(tmp_path: Path, folder: str, n_train: int = 12, n_test: int = 5) -> Path:
-    rng = np.random.default_rng(0)
-    raw = tmp_path / folder / "raw"
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        _write_idx(raw, prefix, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n))
-    return tmp_path
 
 
 # --- registry ----------------------------------------------------------------------------------------------------
@@ -139,8 +123,8 @@ def test_real_fashion_mnist_loads():
 
 
 @pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
-def test_idx_sets_on_tiny_files(tmp_path, name, folder):
-    root = _fake_idx_root(tmp_path, folder)
+def test_idx_sets_on_tiny_files(tmp_path, idx_files, name, folder):
+    root = idx_files(tmp_path, folder)
     tv_cls = {"MNIST": torchvision.datasets.MNIST, "FashionMNIST": torchvision.datasets.FashionMNIST}[folder]
     for split, n in (("train", 12), ("test", 5)):
         data = load_dataset(name, root, split)
@@ -172,8 +156,8 @@ def test_idx_gz_only_suggests_decompressing(tmp_path):
         load_dataset("mnist", tmp_path, "test")
 
 
-def test_idx_corrupt(tmp_path):
-    root = _fake_idx_root(tmp_path, "MNIST")
+def test_idx_corrupt(tmp_path, idx_files):
+    root = idx_files(tmp_path, "MNIST")
     (root / "MNIST" / "raw" / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03garbage")
     with pytest.raises(DataError, match="corrupt"):
         load_dataset("mnist", root, "test")
