@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default 0..4)")
     parser.add_argument("--recipe", default="recipes/jointvae_mnist.py")
     parser.add_argument("--out", default="runs/reproduce-mnist", help="folder of the seeds' run directories")
-    parser.add_argument("--data-root", help="folder holding MNIST/raw (default $LATENTKIT_DATA or ./data)")
+    parser.add_argument("--data-root", help="folder holding the recipe's data (MNIST/raw, FashionMNIST/raw; default $LATENTKIT_DATA or ./data)")
     parser.add_argument("--steps", type=int, help="total steps (default: the recipe's)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="a recipe override for new runs")
     parser.add_argument("--evaluate-only", action="store_true", help="tabulate the complete runs, train nothing")
