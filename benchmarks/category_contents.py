@@ -45,6 +45,7 @@ from latentkit.data.provider import as_float_batch  # noqa: E402
 from latentkit.metrics.accuracy import cluster_accuracy, contingency_table  # noqa: E402
 from latentkit.metrics.base import ModelRepresentation  # noqa: E402
 from latentkit.metrics.correlation import sample_correlation_points  # noqa: E402
+from latentkit.viz.images import image_grid, save_png  # noqa: E402
 from plugins.metrics import encode_categories  # noqa: E402
 
 
@@ -125,32 +126,15 @@ def category_rows(clusters: np.ndarray, labels: np.ndarray, per_row: int = 12, s
     return sorted(rows, key=lambda r: (r["label"], -r["size"]))
 
 
-def draw_category_grid(images, rows: list[dict], title: str, path: Path) -> None:
-    """One row of images per entry of :func:`category_rows`, captioned "category: label (share)"."""
-    import matplotlib
+def draw_category_grid(images, rows: list[dict], title: str, path: Path) -> Path:
+    """One row of images per entry of :func:`category_rows`, labelled "category: label (share)" (the figures' own
+    grid and atomic PNG writer, as ``latentkit sample`` uses)."""
+    import torch
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = as_float_batch(images)[:, 0].numpy()
-    h, w = x.shape[1:]
-    per_row = max(len(r["indices"]) for r in rows)
-    canvas = np.ones((len(rows) * (h + 2), per_row * (w + 2)))
-    for i, row in enumerate(rows):
-        for j, k in enumerate(row["indices"]):
-            canvas[i * (h + 2) + 1: i * (h + 2) + 1 + h, j * (w + 2) + 1: j * (w + 2) + 1 + w] = 1.0 - x[k]
-    fig, ax = plt.subplots(figsize=(per_row * 0.45 + 1.3, len(rows) * 0.45 + 0.5), dpi=100)
-    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_yticks([i * (h + 2) + h / 2 for i in range(len(rows))],
-                  [f"{r['category']}: {r['label']} ({r['share']:.0%})" for r in rows], fontsize=8)
-    ax.set_xticks([])
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    x = as_float_batch(images)
+    grid = image_grid([x[torch.as_tensor(r["indices"])] for r in rows], title=title, scale=2,
+                      row_labels=[f"{r['category']}: {r['label']} ({r['share']:.0%})" for r in rows])
+    return save_png(grid, path)
 
 
 def factor_contents(run: str, config: dict, model, data_root: str | None, points: int) -> str:

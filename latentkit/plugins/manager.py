@@ -61,15 +61,10 @@ def _unimportable_entry_point_message(exc: ImportError) -> str:
     checkout that was moved, renamed or cloned afresh leaves entry points that point at modules Python cannot find.
     Without this, every command fails with a traceback from deep inside pluggy and importlib.
     """
-    missing = getattr(exc, "name", None) or ""
-    culprit = ""
-    for dist in importlib.metadata.distributions():
-        for ep in dist.entry_points:
-            if ep.group == ENTRY_POINT_GROUP and missing and (ep.module == missing or ep.module.startswith(missing + ".")):
-                culprit = f" {ep.name} = {ep.value} (from {dist.metadata['Name']} {dist.version})"
-                break
-        if culprit:
-            break
+    missing = getattr(exc, "name", None)
+    failed = next((ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+                   if missing and (ep.module == missing or ep.module.startswith(missing + "."))), None)
+    culprit = f" {failed.name} = {failed.value} (from {failed.dist.name} {failed.dist.version})" if failed else ""
     return (
         f"the plugin entry point{culprit or ' of a package in the ' + repr(ENTRY_POINT_GROUP) + ' group'} cannot be "
         f"imported: {type(exc).__name__}: {exc}. If it is one of latentkit's own (latentkit_plugins.*), the install is "
