@@ -12,7 +12,8 @@ cores, start two processes on disjoint arms.
 
 The table (``OUT/levers.md`` and ``.json``): per arm, the test-set Hungarian accuracy of the discrete code (median,
 range, every seed), the median test BCE per image and its change against the ``paper`` arm of the same budget, and
-the median training wall time.
+the median training wall time; ``OUT/levers.png`` draws it: every seed's accuracy as a dot per arm, the median as a
+bar, arms ordered by median, each labelled with its BCE change against the paper arm.
 """
 
 from __future__ import annotations
@@ -101,7 +102,44 @@ def summarise(out: Path) -> str:
     text = "\n".join(lines) + "\n"
     (out / "levers.md").write_text(text)
     (out / "levers.json").write_text(json.dumps(table, indent=2) + "\n")
+    save_lever_chart(table, out / "levers.png")
     return text
+
+
+def save_lever_chart(table: dict[str, dict], path: Path) -> Path:
+    """Dot plot of the table: one row per arm (best median on top), a dot per seed, a bar at the median.
+
+    Dots rather than bars because a screen has one to three seeds per arm: the reader should see how few there are
+    and how far apart they fall, which a mean with an error bar would hide.
+    """
+    import io
+
+    from matplotlib.figure import Figure
+
+    from latentkit._atomic import write_bytes
+
+    names = sorted(table, key=lambda n: table[n]["median"])
+    fig = Figure(figsize=(7.5, 0.42 * len(names) + 1.2), layout="constrained")
+    ax = fig.add_subplot()
+    for row, name in enumerate(names):
+        entry = table[name]
+        colour = "tab:grey" if name == "paper" else "tab:blue"
+        ax.scatter(entry["hungarian"], [row] * len(entry["hungarian"]), s=22, color=colour, alpha=0.8, zorder=3)
+        ax.plot([entry["median"]] * 2, [row - 0.3, row + 0.3], color=colour, linewidth=2, zorder=2)
+        change = entry["bce_change_pct"]
+        label = "BCE —" if name == "paper" or math.isnan(change) else f"BCE {change:+.1f}%"
+        ax.annotate(f"{label}, n={len(entry['hungarian'])}", (1.0, row), xycoords=("axes fraction", "data"),
+                    xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+    if "paper" in table:
+        ax.axvline(table["paper"]["median"], color="tab:grey", linestyle=":", linewidth=1)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlim(0.4, 1.0)
+    ax.set_xlabel("test-set Hungarian accuracy of the discrete code (dot: one seed; bar: median)")
+    ax.grid(axis="x", alpha=0.3)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    write_bytes(path, buf.getvalue())
+    return path
 
 
 def main() -> None:

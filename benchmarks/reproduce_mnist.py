@@ -14,7 +14,9 @@ headline —, with the majority map and the normalised mutual information beside
 10-means of the continuous means (``kmeans-accuracy``: what a continuous-only recipe such as
 ``recipes/betavae_mnist.py`` is scored by, the discrete columns then left empty); and the median reconstruction BCE
 per image (nats, summed over pixels). The table (``OUT/summary.md``, ``.csv``, ``.json``) gives every seed, the median
-and the range, and each run's training wall time (summed over resumes).
+and the range, and each run's training wall time (summed over resumes). Seeds accumulate: running ``--seeds 1,2`` into
+an OUT whose table already holds seed 0 keeps seed 0's row (while ``OUT/seed-0`` is still a complete run), so a spread
+can be grown a few seeds per session.
 """
 
 from __future__ import annotations
@@ -107,6 +109,29 @@ def evaluate(run: Path, args: argparse.Namespace) -> dict:
             "bce_median": metrics["reconstruction"]["bce_median"], "wall_min": wall / 60}
 
 
+def merge_earlier_rows(rows: dict[int, dict], out: Path) -> list[int]:
+    """Add the rows of ``OUT/summary.json`` for seeds not evaluated now whose runs are still complete; return them.
+
+    Without this, a second invocation on new seeds would overwrite the table with only its own seeds and silently drop
+    the earlier ones. A row whose run folder is gone or no longer complete is not carried over.
+    """
+    path = out / "summary.json"
+    if not path.is_file():
+        return []
+    try:
+        earlier = json.loads(path.read_text())["seeds"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        print(f"note: {path} is not a summary this script wrote; its rows are not carried over", flush=True)
+        return []
+    kept = []
+    for key, row in earlier.items():
+        seed = int(key)
+        if seed not in rows and state_of(out / f"seed-{seed}") == "complete":
+            rows[seed] = row
+            kept.append(seed)
+    return sorted(kept)
+
+
 def summarise(rows: dict[int, dict], out: Path, recipe: str) -> str:
     lines = [f"Recipe `{recipe}`, {len(rows)} seeds; test set.", "",
              "| seed | " + " | ".join(title for _, title in COLUMNS) + " |",
@@ -166,6 +191,9 @@ def main() -> None:
             print(f"seed {seed}: " + ", ".join(f"{k} {_fmt(k, v)}" for k, v in rows[seed].items()), flush=True)
         else:
             print(f"seed {seed}: not complete ({state_of(run)}); skipped in the table", flush=True)
+    kept = merge_earlier_rows(rows, out)
+    if kept:
+        print(f"seeds {', '.join(map(str, kept))}: kept from the earlier table in {out / 'summary.json'}", flush=True)
     if rows:
         print(summarise(rows, out, args.recipe))
 
