@@ -112,11 +112,9 @@ def save_lever_chart(table: dict[str, dict], path: Path) -> Path:
     Dots rather than bars because a screen has one to three seeds per arm: the reader should see how few there are
     and how far apart they fall, which a mean with an error bar would hide.
     """
-    import io
-
     from matplotlib.figure import Figure
 
-    from latentkit._atomic import write_bytes
+    from latentkit.viz.plots import save_figure
 
     names = sorted(table, key=lambda n: table[n]["median"])
     fig = Figure(figsize=(7.5, 0.42 * len(names) + 1.2), layout="constrained")
@@ -136,10 +134,7 @@ def save_lever_chart(table: dict[str, dict], path: Path) -> Path:
     ax.set_xlim(0.4, 1.0)
     ax.set_xlabel("test-set Hungarian accuracy of the discrete code (dot: one seed; bar: median)")
     ax.grid(axis="x", alpha=0.3)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    write_bytes(path, buf.getvalue())
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def main() -> None:

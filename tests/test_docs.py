@@ -118,15 +118,15 @@ def test_generator_follows_the_parser():
 
 
 def test_no_page_repeats_a_heading():
-    """A repeated heading is a section pasted twice (it happened once in results.md) and gives two pages' worth of
-    anchors the same name, so a link to the second copy lands on the first."""
+    """A repeated heading is usually a section pasted twice (it happened once in results.md); it also gives two
+    sections one anchor name, so a link to the second lands on the first."""
     import re
+    from collections import Counter
 
     repeats = {}
     for page in sorted(DOCS.rglob("*.md")):
         text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)  # comments in code blocks are not headings
-        headings = re.findall(r"^#{1,6} .+$", text, flags=re.M)
-        seen = {h for h in headings if headings.count(h) > 1}
+        seen = [h for h, n in Counter(re.findall(r"^#{1,6} .+$", text, flags=re.M)).items() if n > 1]
         if seen:
             repeats[page.relative_to(DOCS).as_posix()] = sorted(seen)
     assert not repeats, f"headings that appear twice in one page: {repeats}"

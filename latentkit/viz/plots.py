@@ -36,6 +36,7 @@ __all__ = [
     "plot_kl_curves",
     "plot_kl_ranking",
     "read_metrics",
+    "save_figure",
 ]
 
 METRICS_FILE = "metrics.jsonl"
@@ -236,7 +237,8 @@ def kl_curves_figure(records: list[dict], *, title: str | None = None, log_scale
     return fig
 
 
-def _save(fig: Figure, out: str | os.PathLike, dpi: int) -> Path:
+def save_figure(fig: Figure, out: str | os.PathLike, dpi: int) -> Path:
+    """Write ``fig`` as a PNG atomically (a crash mid-write leaves the old picture, not half a new one)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     path = Path(out)
@@ -250,7 +252,7 @@ def plot_kl_curves(records: list[dict], out: str | os.PathLike, *, title: str | 
     capacity (dashed) and, where clipping makes it differ (the discrete channel at Σ log K), the unclipped capacity
     target (dotted). Units with the largest final KL get distinct colours; unused ones are light grey.
     Writes a PNG of ``figsize × dpi`` pixels to ``out`` and returns its path."""
-    return _save(kl_curves_figure(records, title=title, log_scale=log_scale), out, dpi)
+    return save_figure(kl_curves_figure(records, title=title, log_scale=log_scale), out, dpi)
 
 
 # ------------------------------------------------------------------------------------- which unit rises first
@@ -300,7 +302,7 @@ def kl_rise_figure(records: list[dict], *, threshold: float = 0.1, title: str | 
 def plot_kl_rise(records: list[dict], out: str | os.PathLike, *, threshold: float = 0.1, title: str | None = None,
                  dpi: int = DEFAULT_DPI) -> Path:
     """:func:`kl_rise_figure` as a PNG; returns its path."""
-    return _save(kl_rise_figure(records, threshold=threshold, title=title), out, dpi)
+    return save_figure(kl_rise_figure(records, threshold=threshold, title=title), out, dpi)
 
 
 # --------------------------------------------------------------------------------------------------- Fig. 7b
@@ -407,7 +409,7 @@ def plot_kl_ranking(kl: Mapping[str, float], out: str | os.PathLike, *, traversa
     """The paper's Fig. 7b: units ranked by mean KL (nats), a horizontal bar each with its value printed, and — when
     ``traversals`` (units, m, C, H, W) in [0, 1] is given, row i for the i-th unit in descending-KL order — that unit's
     traversal strip beside its bar. Writes a PNG of ``figsize × dpi`` pixels to ``out`` and returns its path."""
-    return _save(kl_ranking_figure(kl, traversals=traversals, title=title), out, dpi)
+    return save_figure(kl_ranking_figure(kl, traversals=traversals, title=title), out, dpi)
 
 
 # --------------------------------------------------------------------------------------------------- Fig. 8a
@@ -441,4 +443,4 @@ def plot_factor_scatter(codes: np.ndarray, values: np.ndarray, table: Mapping, c
                         factor_names: list[str], out: str | os.PathLike, *, title: str | None = None,
                         dpi: int = DEFAULT_DPI) -> Path:
     """:func:`factor_scatter_figure` as a PNG; returns its path."""
-    return _save(factor_scatter_figure(codes, values, table, code_names, factor_names, title=title), out, dpi)
+    return save_figure(factor_scatter_figure(codes, values, table, code_names, factor_names, title=title), out, dpi)
