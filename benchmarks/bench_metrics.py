@@ -32,13 +32,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from latentkit.build import build_model
-from latentkit.checkpoint import load_model
+from latentkit.assembly.build import build_model
+from latentkit.assembly.checkpoint import load_model
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.metrics import ModelRepresentation, dci_score, factor_vae_score, mig_score, sap_score
 from latentkit.metrics.base import DEFAULT_CHUNK
 from latentkit.plugins import get_registry
-from latentkit.recipe import load_recipe
+from latentkit.assembly.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 CORES = {"factorvae": factor_vae_score, "mig": mig_score, "dci": dci_score, "sap": sap_score}

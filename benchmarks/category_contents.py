@@ -39,8 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from latentkit.checkpoint import load_model, resolve_checkpoint  # noqa: E402
-from latentkit.data.build import as_component, build_provider  # noqa: E402
+from latentkit.assembly.checkpoint import load_model, resolve_checkpoint  # noqa: E402
+from latentkit.assembly.datasets import as_component, build_provider  # noqa: E402
 from latentkit.data.provider import as_float_batch  # noqa: E402
 from latentkit.metrics.accuracy import cluster_accuracy, contingency_table  # noqa: E402
 from latentkit.metrics.base import ModelRepresentation  # noqa: E402

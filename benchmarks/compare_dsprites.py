@@ -17,7 +17,7 @@ Schedules (``--schedule``):
 
 Runs go seed by seed (every arm of seed 0, then of seed 1, ...), so an interrupted job leaves comparable pairs; each
 run is ``OUT/ARM/seed-N``, trained and evaluated with the ``latentkit`` commands exactly as a user runs them
-(:func:`latentkit.sweep.execute`). Restartable: a complete run with results is skipped, an interrupted one resumed.
+(:func:`latentkit.assembly.sweep.execute`). Restartable: a complete run with results is skipped, an interrupted one resumed.
 Metrics: the FactorVAE score and MIG (each on its own samples of the factor grid), the shape accuracy of the discrete
 code (Hungarian) and of a 3-means of the continuous means (``kmeans-accuracy``, every arm), and the median
 reconstruction BCE — accuracy and BCE on a fixed random 50,000 of the 737,280 images. Writes OUT/summary.md, .json.
@@ -43,8 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from latentkit.recipe import load_recipe  # noqa: E402
-from latentkit.sweep import SweepRun, SweepSpec, execute  # noqa: E402
+from latentkit.assembly.recipe import load_recipe  # noqa: E402
+from latentkit.assembly.sweep import SweepRun, SweepSpec, execute  # noqa: E402
 
 ARMS = {
     "jointvae": "recipes/jointvae_dsprites.py",

@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from latentkit.sweep import set_aside_unstarted  # noqa: E402
+from latentkit.assembly.sweep import set_aside_unstarted  # noqa: E402
 COLUMNS = [("hungarian", "accuracy (Hungarian)"), ("majority", "accuracy (majority)"), ("nmi", "NMI"),
            ("kmeans_hungarian", "k-means of cont. means (Hungarian)"), ("bce_median", "median test BCE / image"),
            ("wall_min", "training wall (min)")]
@@ -84,7 +84,7 @@ def train(run: Path, seed: int, args: argparse.Namespace) -> None:
 
 
 def has_discrete_code(run: Path) -> bool:
-    from latentkit.checkpoint import load_model, resolve_checkpoint
+    from latentkit.assembly.checkpoint import load_model, resolve_checkpoint
 
     model, _ = load_model(resolve_checkpoint(run))
     return any(family.is_discrete for _, family in model.latent.items())

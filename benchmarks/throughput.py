@@ -146,8 +146,8 @@ def baseline_inference(image_shape, n_cont, disc, device):
 
 def latentkit_trainer(config: str, steps: int, device: str, amp: bool = False):
     """A Trainer built by ``prepare_run`` from the paper's recipe, as ``latentkit train`` builds it."""
-    from latentkit.recipe import apply_overrides, load_recipe
-    from latentkit.train.session import prepare_run
+    from latentkit.assembly.recipe import apply_overrides, load_recipe
+    from latentkit.assembly.session import prepare_run
 
     recipe, *_, data = CONFIGS[config]
     cfg = load_recipe(ROOT / "recipes" / recipe)
@@ -182,8 +182,8 @@ def time_trainer(config: str, warmup: int, steps: int, device: str, amp: bool = 
 def latentkit_inference(config: str, device: str):
     import torch
 
-    from latentkit.build import build_model
-    from latentkit.config import ChannelSpec, ModelSpec
+    from latentkit.assembly.build import build_model
+    from latentkit.assembly.specs import ChannelSpec, ModelSpec
     from latentkit.inference import reconstruct
 
     _, image_shape, n_cont, disc, _ = CONFIGS[config]

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from latentkit.build import build_extension
+from latentkit.assembly.build import build_extension
 from latentkit.core import JointLatent, ModelOutput, Objective
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl

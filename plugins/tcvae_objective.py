@@ -32,7 +32,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-from latentkit.build import build_extension
+from latentkit.assembly.build import build_extension
 from latentkit.core import JointLatent, LatentContext, ModelOutput, Objective, Params
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl

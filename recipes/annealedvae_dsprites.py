@@ -4,7 +4,7 @@ One channel of continuous units (JointVAE's 6), capacity raised linearly 0 → 2
 Burgess et al.; JointVAE's optimiser and schedule length otherwise.
 """
 
-from latentkit.recipe import Capacity, JointVAEConfig, TrainConfig
+from latentkit.assembly.recipe import Capacity, JointVAEConfig, TrainConfig
 
 
 def config() -> JointVAEConfig:

@@ -5,7 +5,7 @@ Burgess et al. give no MNIST setting; we choose the one that isolates the discre
 over the same 25,000 steps, and the same γ = 30 (γ = 1000 on 32x32 images overwhelms the reconstruction term).
 """
 
-from latentkit.recipe import Capacity, JointVAEConfig, TrainConfig
+from latentkit.assembly.recipe import Capacity, JointVAEConfig, TrainConfig
 
 
 def config() -> JointVAEConfig:

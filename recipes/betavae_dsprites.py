@@ -1,6 +1,6 @@
 """Baseline: a continuous-only β-VAE (β = 4) on dSprites, with JointVAE's 6 continuous units and training settings."""
 
-from latentkit.recipe import Capacity, JointVAEConfig, TrainConfig
+from latentkit.assembly.recipe import Capacity, JointVAEConfig, TrainConfig
 
 
 def config() -> JointVAEConfig:

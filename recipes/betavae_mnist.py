@@ -3,7 +3,7 @@
 The JointVAE objective with one Gaussian channel, a constant capacity of 0 and γ = β is exactly recon + β·KL.
 """
 
-from latentkit.recipe import Capacity, JointVAEConfig, TrainConfig
+from latentkit.assembly.recipe import Capacity, JointVAEConfig, TrainConfig
 
 
 def config() -> JointVAEConfig:

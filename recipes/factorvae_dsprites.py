@@ -9,7 +9,7 @@ from pathlib import Path
 
 import attrs
 
-from latentkit.recipe import load_recipe
+from latentkit.assembly.recipe import load_recipe
 
 
 def config():

@@ -11,7 +11,7 @@ procedural generator with the same grid (``source="auto"``; one line on stderr s
 label, so ``latentkit evaluate --metric accuracy`` measures the discrete code against it.
 """
 
-from latentkit.recipe import Capacity, JointVAEConfig, TrainConfig
+from latentkit.assembly.recipe import Capacity, JointVAEConfig, TrainConfig
 
 
 def config() -> JointVAEConfig:

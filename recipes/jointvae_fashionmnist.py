@@ -4,7 +4,7 @@
 steps (the discrete one clipped at log 10), γ = 100; Adam 5e-4, batch 64, 100 epochs = 93,800 steps; 32x32 images.
 """
 
-from latentkit.recipe import Capacity, JointVAEConfig, TrainConfig
+from latentkit.assembly.recipe import Capacity, JointVAEConfig, TrainConfig
 
 
 def config() -> JointVAEConfig:

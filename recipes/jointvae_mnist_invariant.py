@@ -19,7 +19,7 @@ from pathlib import Path
 
 import attrs
 
-from latentkit.recipe import JointVAEConfig, load_recipe
+from latentkit.assembly.recipe import JointVAEConfig, load_recipe
 
 #: the augmented view: ±15°, ×(1 ± 0.15), ±10% shifts, ±0.3 shear, and half the images one pixel thicker or thinner
 AUGMENT = {"rotate": 15.0, "scale": 0.15, "shift": 0.1, "shear": 0.3, "stroke": 0.5}

@@ -5,7 +5,7 @@ factors), 32x32: 7,373 training images, the rest of the 9,216 held out for ``tes
 ``dataset_options`` for a tiny run.
 """
 
-from latentkit.recipe import Capacity, JointVAEConfig, TrainConfig
+from latentkit.assembly.recipe import Capacity, JointVAEConfig, TrainConfig
 
 
 def config() -> JointVAEConfig:

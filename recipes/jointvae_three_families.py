@@ -10,7 +10,7 @@ from pathlib import Path
 
 import attrs
 
-from latentkit.recipe import Capacity, ExtraChannel, load_recipe
+from latentkit.assembly.recipe import Capacity, ExtraChannel, load_recipe
 
 
 def config():

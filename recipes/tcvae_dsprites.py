@@ -10,7 +10,7 @@ from pathlib import Path
 
 import attrs
 
-from latentkit.recipe import load_recipe
+from latentkit.assembly.recipe import load_recipe
 
 
 def config():

@@ -11,8 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latentkit.build import build_model
-from latentkit.config import ChannelSpec, Component, ModelSpec
+from latentkit.assembly.build import build_model
+from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
 from latentkit.data.provider import ImageData
 from latentkit.errors import ConfigError, UnknownNameError
 from latentkit.metrics.accuracy import (

@@ -7,8 +7,8 @@ import copy
 import pytest
 import torch
 
-from latentkit.build import build_model, build_objective
-from latentkit.config import ChannelSpec, Component, ModelSpec
+from latentkit.assembly.build import build_model, build_objective
+from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
 from latentkit.core import ModelOutput
 from latentkit.train.task import VAETask
 from latentkit.train.trainer import batch_parts
@@ -111,7 +111,7 @@ def test_training_in_parts_resumes_bit_identically(tmp_path):
     from pathlib import Path
 
     from latentkit import cli
-    from latentkit.checkpoint import load_model
+    from latentkit.assembly.checkpoint import load_model
 
     recipe = str(Path(__file__).resolve().parents[1] / "recipes" / "jointvae_shapes.py")
     small = ["--set", 'dataset_options={"n": 256, "size": 32}', "--set", "train.batch_size=32", "--set",

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from latentkit.build import build_model
-from latentkit.checkpoint import checkpoint_config, save_model_checkpoint
+from latentkit.assembly.build import build_model
+from latentkit.assembly.checkpoint import checkpoint_config, save_model_checkpoint
 from latentkit.cli import main
-from latentkit.config import ChannelSpec, Component, ModelSpec
+from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
 from latentkit.errors import CheckpointError, ConfigError, DataError, LatentkitError, UnknownNameError
-from latentkit.evaluate import evaluate_checkpoint
+from latentkit.assembly.evaluate import evaluate_checkpoint
 
 
 def _checkpoint(folder: Path, dataset: Component | None = Component("mnist"), channels=None) -> Path:

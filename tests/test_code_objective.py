@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from latentkit import cli
-from latentkit.build import build_model, build_objective
-from latentkit.config import ChannelSpec, Component, ModelSpec
+from latentkit.assembly.build import build_model, build_objective
+from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
 from latentkit.errors import ConfigError
 from latentkit_plugins.code_objective import balanced_assignment, pair_mutual_information, random_affine
 
@@ -233,7 +233,7 @@ def test_every_arm_of_the_lever_benchmark_builds(monkeypatch):
     """The benchmark's overrides are valid recipe settings: each arm builds its model and objective (no data)."""
     import importlib.util
 
-    from latentkit.recipe import apply_overrides, load_recipe
+    from latentkit.assembly.recipe import apply_overrides, load_recipe
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "discrete_levers.py"
     spec = importlib.util.spec_from_file_location("discrete_levers", path)

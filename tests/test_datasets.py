@@ -14,7 +14,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision import transforms
 
-from latentkit.data import build_provider, load_dataset
+from latentkit.assembly.datasets import build_provider, load_dataset
 from latentkit.data.images import resize_gray_array
 from latentkit.errors import ConfigError, DataError, UnknownNameError
 from latentkit.plugins import get_registry

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from latentkit.build import build_model
-from latentkit.config import ChannelSpec, Component, ModelSpec
+from latentkit.assembly.build import build_model
+from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.errors import ConfigError
 from latentkit.metrics import (

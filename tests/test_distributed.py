@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from latentkit import cli
-from latentkit.checkpoint import load_model
+from latentkit.assembly.checkpoint import load_model
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="this PyTorch has no torch.distributed")
 

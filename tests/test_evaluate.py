@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentkit.build import build_model
-from latentkit.checkpoint import checkpoint_config, save_model_checkpoint
+from latentkit.assembly.build import build_model
+from latentkit.assembly.checkpoint import checkpoint_config, save_model_checkpoint
 from latentkit.cli import main
-from latentkit.config import ChannelSpec, Component, ModelSpec
+from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.data.provider import DatasetProvider, ImageData
 from latentkit.errors import ConfigError
-from latentkit.evaluate import evaluate_checkpoint, format_table, parse_option_strings
+from latentkit.assembly.evaluate import evaluate_checkpoint, format_table, parse_option_strings
 from latentkit.metrics.kl import kl_per_unit
 from latentkit.plugins import get_registry, hookimpl
 
@@ -287,7 +287,7 @@ def test_ground_truth_metrics_do_not_load_the_split(tmp_path, blocks, monkeypatc
 
 def test_unwritable_folder_fails_before_the_work(tmp_path, monkeypatch, blocks):
     ckpt = _checkpoint(tmp_path / "ckpt")
-    import latentkit.evaluate as ev
+    import latentkit.assembly.evaluate as ev
 
     def no_write(self, data):
         raise PermissionError(13, "Permission denied")
@@ -318,7 +318,7 @@ def test_max_images_evaluates_a_fixed_random_subset(capsys, tmp_path, blocks):
 
 
 def test_random_subset_keeps_labels_with_their_images():
-    from latentkit.evaluate import random_subset
+    from latentkit.assembly.evaluate import random_subset
 
     images = torch.arange(20, dtype=torch.uint8).reshape(20, 1, 1, 1).expand(20, 1, 2, 2).contiguous()
     data = ImageData(images=images, labels=torch.arange(20), factors=torch.arange(20.0).unsqueeze(1) * 2)

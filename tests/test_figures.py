@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from latentkit import cli
-from latentkit.build import build_model
-from latentkit.config import ChannelSpec, ModelSpec
+from latentkit.assembly.build import build_model
+from latentkit.assembly.specs import ChannelSpec, ModelSpec
 from latentkit.core import JointLatent
 from latentkit.errors import ConfigError
 from latentkit.testing.examples import MixtureGaussian
@@ -220,8 +220,8 @@ def test_plot_command_and_kl_source(run_dir, tmp_path, capsys):
 
 
 def test_plot_without_any_kl_source_is_a_clear_error(tmp_path, capsys):
-    from latentkit.checkpoint import checkpoint_config, save_model_checkpoint
-    from latentkit.config import Component
+    from latentkit.assembly.checkpoint import checkpoint_config, save_model_checkpoint
+    from latentkit.assembly.specs import Component
 
     spec = ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian", {"units": 2})])
     config = checkpoint_config(spec, Component("jointvae", {}), Component("mnist", {}))

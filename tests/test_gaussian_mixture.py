@@ -18,15 +18,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.distributions import Categorical, Independent, Normal, kl_divergence
 
-from latentkit.checkpoint import load_model
-from latentkit.build import build_model, build_objective
+from latentkit.assembly.checkpoint import load_model
+from latentkit.assembly.build import build_model, build_objective
 from latentkit.core import JointLatent, LatentContext
 from latentkit.errors import ConfigError
 from latentkit.plugins import get_registry
-from latentkit.recipe import JointVAEConfig, TrainConfig
+from latentkit.assembly.recipe import JointVAEConfig, TrainConfig
 from latentkit.testing import check_family
 from latentkit.testing.strategies import generator, moderate_features, seeds
-from latentkit.train.session import prepare_run
+from latentkit.assembly.session import prepare_run
 from latentkit_plugins.gaussian import Gaussian
 from latentkit_plugins.gaussian_mixture import GaussianMixture
 from latentkit_plugins.gumbel_softmax import GumbelSoftmax

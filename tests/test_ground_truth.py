@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from latentkit.data import build_provider, load_dataset
+from latentkit.assembly.datasets import build_provider, load_dataset
 from latentkit.data.ground_truth import ArrayGroundTruth, GroundTruthData
 from latentkit.errors import ConfigError, DataError
 from latentkit_plugins.procedural_dsprites import ProceduralDSprites

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from latentkit import cli
-from latentkit.build import build_model, build_objective
-from latentkit.config import ChannelSpec, Component, ModelSpec
+from latentkit.assembly.build import build_model, build_objective
+from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
 from latentkit.errors import ConfigError
-from latentkit.recipe import JointVAEConfig
+from latentkit.assembly.recipe import JointVAEConfig
 from latentkit.testing import check_family
 from latentkit.train.task import VAETask
 from latentkit_plugins.gumbel_softmax import EPS, GumbelSoftmax

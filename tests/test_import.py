@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentkit.checkpoint import CONFIG_FILE, MODEL_FILE, load_model
+from latentkit.assembly.checkpoint import CONFIG_FILE, MODEL_FILE, load_model
 from latentkit.cli import main
 from latentkit.errors import CheckpointError
 

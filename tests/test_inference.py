@@ -8,11 +8,11 @@ import torch
 import torchvision.transforms as T
 from PIL import Image
 
-from latentkit.build import build_model
-from latentkit.config import ChannelSpec, ModelSpec
+from latentkit.assembly.build import build_model
+from latentkit.assembly.specs import ChannelSpec, ModelSpec
 from latentkit.errors import ConfigError, DataError
 from latentkit.viz import UnitRef
-from latentkit.viz.inference import (
+from latentkit.editing import (
     Edit,
     edit_images,
     encode_images,

@@ -17,8 +17,8 @@ import torch
 from hypothesis import given, settings
 from torch.distributions import Categorical, Normal, kl_divergence
 
-from latentkit.build import build_latent
-from latentkit.config import ModelSpec
+from latentkit.assembly.build import build_latent
+from latentkit.assembly.specs import ModelSpec
 from latentkit.core import JointLatent, LatentContext
 from latentkit.errors import ConfigError
 from latentkit.plugins import get_registry

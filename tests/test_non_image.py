@@ -16,12 +16,13 @@ import pytest
 import torch
 
 from latentkit import cli
-from latentkit.build import build_model, build_objective
-from latentkit.checkpoint import load_model
-from latentkit.config import ChannelSpec, Component, ModelSpec
-from latentkit.data import ImageData, as_float_batch, build_provider
+from latentkit.assembly.build import build_model, build_objective
+from latentkit.assembly.checkpoint import load_model
+from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
+from latentkit.data import ImageData, as_float_batch
+from latentkit.assembly.datasets import build_provider
 from latentkit.errors import ConfigError, DataError
-from latentkit.recipe import JointVAEConfig
+from latentkit.assembly.recipe import JointVAEConfig
 from latentkit_plugins.mlp_networks import MLP
 from latentkit_plugins.procedural_signals import NUM_SIGNALS, WAVEFORMS, SignalsGroundTruth
 

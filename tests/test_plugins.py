@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 import latentkit
-from latentkit.build import build_latent
+from latentkit.assembly.build import build_latent
 from latentkit.cli import main as cli_main
-from latentkit.config import ModelSpec
+from latentkit.assembly.specs import ModelSpec
 from latentkit.errors import PluginError, UnknownNameError
 from latentkit.plugins import block_plugin, get_registry, hookimpl, unblock_plugin
 from latentkit.plugins.registry import KINDS
@@ -218,7 +218,7 @@ def test_core_imports_no_concrete_plugin_at_run_time():
     """Importing the core modules in a fresh interpreter loads no module of latentkit_plugins or recipes."""
     code = (
         "import json, sys\n"
-        "import latentkit.core, latentkit.build, latentkit.config, latentkit.checkpoint, latentkit.testing\n"
+        "import latentkit.core, latentkit.assembly.build, latentkit.assembly.specs, latentkit.assembly.checkpoint, latentkit.testing\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('latentkit_plugins', 'recipes'))))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)

@@ -18,7 +18,7 @@ import torch
 from PIL import Image, ImageSequence
 
 from latentkit import cli
-from latentkit.data import build_provider, load_dataset
+from latentkit.assembly.datasets import build_provider, load_dataset
 from latentkit.errors import ConfigError, DataError
 from latentkit_plugins import procedural_dsprites as pd
 from latentkit_plugins.dsprites_npz import FILE_NAME

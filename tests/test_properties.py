@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.distributions import Categorical, Normal, kl_divergence
 
-from latentkit.build import build_objective
-from latentkit.config import Component
+from latentkit.assembly.build import build_objective
+from latentkit.assembly.specs import Component
 from latentkit.core import JointLatent, JointVAE, LatentContext, ModelOutput
 from latentkit.errors import ConfigError
 from latentkit.plugins import get_registry

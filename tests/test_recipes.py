@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentkit.build import build_model, build_objective
+from latentkit.assembly.build import build_model, build_objective
 from latentkit.plugins import get_registry
-from latentkit.recipe import load_recipe
+from latentkit.assembly.recipe import load_recipe
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.py"))
 #: Parameter counts of the original code's models (../shared/notes/reference-implementation.md).
@@ -90,7 +90,7 @@ def test_betavae_is_recon_plus_beta_kl():
 
 def test_extra_channels_and_objective_fields():
     from latentkit.errors import ConfigError
-    from latentkit.recipe import JointVAEConfig, apply_overrides, config_from_dict, config_to_dict
+    from latentkit.assembly.recipe import JointVAEConfig, apply_overrides, config_from_dict, config_to_dict
 
     cfg = JointVAEConfig(extra_channels=[{"name": "bits", "family": "relaxed_bernoulli", "options": {"units": 3},
                                           "gamma": 10.0, "capacity": {"c_min": 0.0, "c_max": 2.5, "steps": 100}}])

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from latentkit.build import build_objective
-from latentkit.checkpoint import load_model
-from latentkit.config import Component
+from latentkit.assembly.build import build_objective
+from latentkit.assembly.checkpoint import load_model
+from latentkit.assembly.specs import Component
 from latentkit.interop.jointvae_original import import_original
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

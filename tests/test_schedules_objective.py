@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Categorical, Normal, kl_divergence
 
-from latentkit.build import build_objective
-from latentkit.config import Component
+from latentkit.assembly.build import build_objective
+from latentkit.assembly.specs import Component
 from latentkit.core import JointLatent, JointVAE, ModelOutput
 from latentkit.errors import ConfigError, UnknownNameError
 from latentkit_plugins.gaussian import Gaussian

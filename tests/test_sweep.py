@@ -9,7 +9,7 @@ import pytest
 
 from latentkit import cli
 from latentkit.errors import ConfigError
-from latentkit.sweep import SweepRun, SweepSpec, plan, run_ray, set_aside_unstarted, split_values, summarise, train_command
+from latentkit.assembly.sweep import SweepRun, SweepSpec, plan, run_ray, set_aside_unstarted, split_values, summarise, train_command
 
 RECIPE = str(Path(__file__).resolve().parents[1] / "recipes" / "jointvae_shapes.py")
 DATA = 'dataset_options={"n": 128, "size": 32}'
@@ -95,7 +95,7 @@ def test_ray_backend_on_a_local_instance(tmp_path):
 
 
 def test_evaluation_options_reach_latentkit_evaluate(tmp_path):
-    from latentkit.sweep import evaluate_command
+    from latentkit.assembly.sweep import evaluate_command
 
     spec = SweepSpec(RECIPE, tmp_path, metrics=("factorvae", "accuracy"), eval_options=("factorvae.num_eval=100",),
                      max_images=500)

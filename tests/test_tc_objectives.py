@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from latentkit import cli
-from latentkit.build import build_objective
-from latentkit.config import Component
+from latentkit.assembly.build import build_objective
+from latentkit.assembly.specs import Component
 from latentkit.core import JointLatent, LatentContext
 from latentkit.errors import ConfigError, LatentkitError
 from latentkit.plugins import get_registry
@@ -152,8 +152,8 @@ TERMS = {
 
 
 def small_model():
-    from latentkit.build import build_model
-    from latentkit.config import ChannelSpec, ModelSpec
+    from latentkit.assembly.build import build_model
+    from latentkit.assembly.specs import ChannelSpec, ModelSpec
 
     spec = ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian", {"units": 4}),
                                    ChannelSpec("disc", "gumbel_softmax", {"sizes": [3]})])
@@ -266,7 +266,7 @@ def test_factorvae_discriminator_is_checkpointed_and_resumes_bit_identically(tmp
 
 
 def test_resuming_a_plain_checkpoint_with_a_discriminator_is_refused(tmp_path):
-    from latentkit.checkpoint import load_model
+    from latentkit.assembly.checkpoint import load_model
     from latentkit.train.state import load_training_checkpoint
     from latentkit.train.trainer import make_adam
 

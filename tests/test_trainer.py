@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from latentkit import cli
-from latentkit.checkpoint import load_model
+from latentkit.assembly.checkpoint import load_model
 from latentkit.errors import LatentkitError
 from latentkit.plugins import hookimpl, register_plugin, unregister_plugin
-from latentkit.recipe import apply_overrides, load_recipe
-from latentkit.train.session import prepare_run
+from latentkit.assembly.recipe import apply_overrides, load_recipe
+from latentkit.assembly.session import prepare_run
 from latentkit.train.state import list_checkpoints
 from latentkit.train.trainer import Interrupted, NumericalFault
 
@@ -102,7 +102,7 @@ def test_interrupted_write_keeps_last_good_checkpoint(tmp_path, monkeypatch):
             raise OSError("disk full (simulated)")
         return real(path, data)
 
-    monkeypatch.setattr("latentkit.checkpoint.write_bytes", dying_write)
+    monkeypatch.setattr("latentkit.assembly.checkpoint.write_bytes", dying_write)
     with pytest.raises(OSError):
         trainer.fit()
     found = list_checkpoints(tmp_path / "run")
@@ -221,7 +221,7 @@ def test_missing_data_is_a_clear_error(tmp_path, capsys):
 def test_trainer_knows_no_model(tmp_path):
     """Any task with a module and a training_step trains: here a plain linear autoencoder with an MSE loss."""
     from latentkit.data.provider import ImageData
-    from latentkit.recipe import TrainConfig
+    from latentkit.assembly.recipe import TrainConfig
     from latentkit.train import Run, Trainer
     from latentkit.plugins import get_plugin_manager
 

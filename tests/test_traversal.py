@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latentkit.build import build_model
-from latentkit.config import ChannelSpec, ModelSpec
+from latentkit.assembly.build import build_model
+from latentkit.assembly.specs import ChannelSpec, ModelSpec
 from latentkit.errors import ConfigError
 from latentkit.viz import UnitRef, base_latent, parse_unit, traversal_latents, traverse
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from latentkit.build import build_model
-from latentkit.checkpoint import checkpoint_config, load_weights, save_model_checkpoint
-from latentkit.config import ChannelSpec, Component, ModelSpec
+from latentkit.assembly.build import build_model
+from latentkit.assembly.checkpoint import checkpoint_config, load_weights, save_model_checkpoint
+from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
 from latentkit.errors import CheckpointError
 
 #: Image shape of each data set the original code trains on.

@@ -1,6 +1,6 @@
 """Training checkpoints: model, optimiser moments and RNG states as safetensors, everything else as JSON.
 
-A training checkpoint is a model checkpoint folder (loadable by :func:`latentkit.checkpoint.load_model`) with three
+A training checkpoint is a model checkpoint folder (loadable by :func:`latentkit.assembly.checkpoint.load_model`) with three
 more files, so ``latentkit evaluate`` works on any of them and ``--resume`` continues bit-identically.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from latentkit.checkpoint import (
+from latentkit.assembly.checkpoint import (
     CONFIG_FILE,
     load_weights,
     read_config,

@@ -29,7 +29,7 @@ from latentkit.core import BatchRows
 from latentkit.data.provider import as_float_batch
 from latentkit.devices import use_channels_last
 from latentkit.errors import ConfigError, LatentkitError
-from latentkit.recipe import TrainConfig
+from latentkit.train.config import TrainConfig
 from latentkit.train.distributed import Distributed
 from latentkit.train.run import Run
 from latentkit.train.sampler import EpochSampler

@@ -2,7 +2,7 @@
 
 Modules: :mod:`~latentkit.viz.traversal` (which latent vectors a traversal decodes), :mod:`~latentkit.viz.samples`
 (prior, conditional, reconstructions), :mod:`~latentkit.viz.images` (grids, PNG, GIF), :mod:`~latentkit.viz.plots`
-(matplotlib: KL curves and ranking), :mod:`~latentkit.viz.inference` (encode and edit image files),
+(matplotlib: KL curves and ranking), :mod:`~latentkit.editing` (encode and edit image files),
 :mod:`~latentkit.viz.source` (a model folder and its data), :mod:`~latentkit.viz.figures` (the figure files the
 commands write), :mod:`~latentkit.viz.report` (the HTML page).
 """

@@ -18,9 +18,9 @@ from pathlib import Path
 import attrs
 import torch
 
-from latentkit.checkpoint import load_model, resolve_checkpoint
+from latentkit.assembly.checkpoint import load_model, resolve_checkpoint
 from latentkit.core import JointVAE
-from latentkit.data.build import as_component, build_provider
+from latentkit.assembly.datasets import as_component, build_provider
 from latentkit.data.provider import ImageData
 from latentkit.devices import resolve_device
 from latentkit.errors import CheckpointError, LatentkitError

@@ -114,7 +114,7 @@ def _check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     if len(shape) != 3 or min(shape) < 1:
         raise ConfigError(
             f"encode and edit read image files, but this model reads samples of shape {tuple(image_shape)}, not images "
-            f"(channels, height, width); encode such data through its data set (latentkit.viz.inference.encode_images "
+            f"(channels, height, width); encode such data through its data set (latentkit.editing.encode_images "
             f"on the data set's tensors)"
         )
     if shape[0] not in _MODE_FOR_CHANNELS:

@@ -170,7 +170,7 @@ def _cmd_import_jointvae(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from latentkit.evaluate import evaluate_checkpoint, format_table, parse_option_strings
+    from latentkit.assembly.evaluate import evaluate_checkpoint, format_table, parse_option_strings
     from latentkit.plugins import get_registry
 
     registry = get_registry()
@@ -205,7 +205,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from latentkit.errors import ConfigError
-    from latentkit.sweep import SweepSpec, plan, run_local, run_ray, summarise
+    from latentkit.assembly.sweep import SweepSpec, plan, run_local, run_ray, summarise
 
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -314,12 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local process pool (default) or an existing Ray cluster ($RAY_ADDRESS, else a local one)")
     p.set_defaults(func=_cmd_sweep)
 
-    from latentkit.viz.cli import add_viz_parsers
+    from latentkit.cli.figures import add_viz_parsers
 
     add_viz_parsers(sub)
 
     try:  # the trainer adds `train` when present
-        from latentkit.train.cli import add_train_parser
+        from latentkit.cli.train import add_train_parser
     except ImportError:
         pass
     else:

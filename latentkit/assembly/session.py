@@ -12,13 +12,13 @@ import torch
 
 import latentkit
 from latentkit._atomic import write_json
-from latentkit.build import build_model, build_objective
-from latentkit.checkpoint import checkpoint_config
-from latentkit.config import Component, ModelSpec
-from latentkit.data import load_dataset
+from latentkit.assembly.build import build_model, build_objective
+from latentkit.assembly.checkpoint import checkpoint_config
+from latentkit.assembly.specs import Component, ModelSpec
+from latentkit.assembly.datasets import load_dataset
 from latentkit.errors import ConfigError, LatentkitError
 from latentkit.plugins import get_plugin_manager, get_registry
-from latentkit.recipe import Experiment, TrainConfig
+from latentkit.assembly.recipe import Experiment, TrainConfig
 from latentkit.train.distributed import NoHooks, initialise
 from latentkit.train.run import Run
 from latentkit.train.task import VAETask

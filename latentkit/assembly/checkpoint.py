@@ -22,8 +22,8 @@ from torch import nn
 
 import latentkit
 from latentkit._atomic import write_bytes
-from latentkit.build import build_model
-from latentkit.config import Component, ModelSpec
+from latentkit.assembly.build import build_model
+from latentkit.assembly.specs import Component, ModelSpec
 from latentkit.errors import CheckpointError, LatentkitError
 from latentkit.plugins import Registry, get_registry
 

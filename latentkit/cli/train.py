@@ -6,7 +6,7 @@ import argparse
 
 import attrs
 
-from latentkit.recipe import apply_overrides, config_to_dict, load_recipe
+from latentkit.assembly.recipe import apply_overrides, config_to_dict, load_recipe
 
 
 def add_train_parser(sub) -> None:
@@ -26,7 +26,7 @@ def add_train_parser(sub) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from latentkit.errors import ConfigError
-    from latentkit.train.session import prepare_run, resume_experiment
+    from latentkit.assembly.session import prepare_run, resume_experiment
 
     if args.resume:
         if args.recipe or args.overrides or args.seed is not None:

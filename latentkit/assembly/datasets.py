@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from latentkit.config import Component
+from latentkit.assembly.specs import Component
 from latentkit.data.provider import DatasetProvider, ImageData
 from latentkit.errors import ConfigError
 from latentkit.plugins import Registry, get_registry

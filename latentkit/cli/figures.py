@@ -110,7 +110,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
-    from latentkit.viz.inference import encode_images, load_images, save_codes
+    from latentkit.editing import encode_images, load_images, save_codes
 
     source = _source(args)
     loaded = load_images(args.images, tuple(source.model.image_shape), convert=not args.strict)
@@ -128,7 +128,7 @@ def _cmd_edit(args: argparse.Namespace) -> int:
 
     from latentkit.errors import ConfigError
     from latentkit.viz.images import image_grid, save_png
-    from latentkit.viz.inference import edit_images, load_images, parse_assignments
+    from latentkit.editing import edit_images, load_images, parse_assignments
 
     source = _source(args)
     assignments = parse_assignments(source.model.latent, args.latent)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from latentkit.config import Component, ModelSpec
+from latentkit.assembly.specs import Component, ModelSpec
 from latentkit.core import JointLatent, JointVAE, Objective
 from latentkit.errors import ConfigError
 from latentkit.plugins import Registry, get_registry

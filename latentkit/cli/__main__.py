@@ -1,0 +1,7 @@
+"""``python -m latentkit.cli``: the same as ``latentkit``."""
+
+import sys
+
+from latentkit.cli.main import main
+
+sys.exit(main())
