@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from latentkit.core import LatentContext, LatentFamily, Params
+from latentkit.core import LatentContext, LatentFamily, Params, SampleNoise
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
 
@@ -210,11 +210,10 @@ class GumbelSoftmax(LatentFamily):
     def params_from_features(self, features: Tensor) -> Params:
         return {"alpha": self._per_variable(features, lambda f: torch.softmax(f, dim=-1))}
 
-    def rsample(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
+    def rsample(self, params: Params, noise: SampleNoise) -> Tensor:
         """A relaxed sample at the current temperature; with ``hard``, its one-hot with the relaxed sample's gradient."""
         alpha = params["alpha"]
-        u = torch.rand(alpha.shape, generator=generator, device=alpha.device, dtype=alpha.dtype)
-        gumbel = -torch.log(-torch.log(u + self.eps) + self.eps)
+        gumbel = noise.gumbel(alpha.shape[1], dtype=alpha.dtype, device=alpha.device)
         logits = (torch.log(alpha + self.eps) + gumbel) / self.temperature
         relaxed = self._per_variable(logits, lambda s: torch.softmax(s, dim=-1))
         if not self.hard:

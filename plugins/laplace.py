@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor
 
-from latentkit.core import LatentContext, LatentFamily, OneColumnPerUnit, Params
+from latentkit.core import LatentContext, LatentFamily, OneColumnPerUnit, Params, SampleNoise
 from latentkit.plugins import hookimpl
 
 #: log-scale is clamped to this range (scale between 2e-9 and 5e8), which keeps KL and samples finite for any features.
@@ -46,13 +46,9 @@ class Laplace(OneColumnPerUnit, LatentFamily):
         loc, log_scale = features[:, : self.units], features[:, self.units :]
         return {"loc": loc, "log_scale": log_scale.clamp(-LOG_SCALE_LIMIT, LOG_SCALE_LIMIT)}
 
-    def _uniform(self, like: Tensor, generator: torch.Generator | None) -> Tensor:
-        u = torch.rand(like.shape, generator=generator, device=like.device, dtype=like.dtype)
-        return (u - 0.5).clamp(-0.5 + _TINY, 0.5 - _TINY)
-
-    def rsample(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
+    def rsample(self, params: Params, noise: SampleNoise) -> Tensor:
         loc, scale = params["loc"], params["log_scale"].exp()
-        u = self._uniform(loc, generator)
+        u = (noise.uniform(self.units, dtype=loc.dtype, device=loc.device) - 0.5).clamp(-0.5 + _TINY, 0.5 - _TINY)
         return loc - scale * torch.sign(u) * torch.log1p(-2 * u.abs())
 
     def representative(self, params: Params) -> Tensor:
@@ -75,7 +71,8 @@ class Laplace(OneColumnPerUnit, LatentFamily):
         return _quantile(torch.linspace(0.05, 0.95, n, dtype=torch.float64)).float().unsqueeze(1)
 
     def sample_posterior(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
-        return self.rsample(params, generator)
+        loc = params["loc"]
+        return self.rsample(params, SampleNoise.fresh(loc.shape[0], generator, device=loc.device))
 
     def log_posterior(self, params: Params, value: Tensor) -> Tensor:
         loc, log_scale = params["loc"], params["log_scale"]

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from latentkit.core import LatentContext, LatentFamily, OneColumnPerUnit, Params
+from latentkit.core import LatentContext, LatentFamily, OneColumnPerUnit, Params, SampleNoise
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
 
@@ -52,11 +52,11 @@ class RelaxedBernoulli(OneColumnPerUnit, LatentFamily):
     def params_from_features(self, features: Tensor) -> Params:
         return {"logits": features}
 
-    def rsample(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
+    def rsample(self, params: Params, noise: SampleNoise) -> Tensor:
         logits = params["logits"]
-        u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
-        noise = torch.log(u + _EPS) - torch.log1p(-u + _EPS)
-        return torch.sigmoid((logits + noise) / self.temperature)
+        u = noise.uniform(self.units, dtype=logits.dtype, device=logits.device)
+        logistic = torch.log(u + _EPS) - torch.log1p(-u + _EPS)
+        return torch.sigmoid((logits + logistic) / self.temperature)
 
     def representative(self, params: Params) -> Tensor:
         return (params["logits"] > 0).to(params["logits"].dtype)

@@ -11,6 +11,7 @@ from latentkit.core.family import (
 from latentkit.core.joint import BatchRows, JointLatent
 from latentkit.core.model import JointVAE, ModelOutput
 from latentkit.core.network import ImageShape, NetworkFamily
+from latentkit.core.noise import SampleNoise
 from latentkit.core.objective import Objective, StatisticsObjective
 from latentkit.core.schedule import CapacitySchedule
 
@@ -30,4 +31,5 @@ __all__ = [
     "Objective",
     "StatisticsObjective",
     "Params",
+    "SampleNoise",
 ]

@@ -27,6 +27,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from latentkit.core.noise import SampleNoise
 from latentkit.errors import ConfigError
 
 #: The distribution parameters of one channel for a batch, by name (e.g. ``{"mean": ..., "logvar": ...}``).
@@ -58,8 +59,18 @@ class LatentFamily(nn.Module, abc.ABC):
       non-negative, 0 at the prior, at most :meth:`capacity_bound` summed over units;
     * it agrees with a Monte-Carlo estimate ``E[log_posterior - log_prior]`` over :meth:`sample_posterior` draws;
     * ``rsample`` is differentiable with respect to ``params`` (``has_rsample``);
+    * **the row rule**: ``rsample(params, noise)`` takes all its randomness from ``noise`` (a :class:`SampleNoise`
+      with one key per row), and a row's draw depends only on that row's parameters and its key — never on the other
+      rows of the batch. A rejection sampler draws attempt ``t`` of a row with ``draw=t`` from
+      ``noise.select(pending)`` for the rows still pending, so a row takes the same attempts whatever the batch.
+      Why: the trainer keys each row by (run seed, step, global sample index), so a batch split across processes,
+      or resumed, draws exactly what one pass over the whole batch draws;
+    * :meth:`prior_sample` draws from the family's own prior (checked by Monte Carlo against :meth:`log_prior` and
+      :meth:`log_posterior`), and :meth:`sample_posterior` from the posterior;
     * for a family without ``depends_on``, encoder features of zeros give the prior (so KL is 0 there);
-    * all draws use only the ``generator`` passed in.
+    * :meth:`prior_sample` and :meth:`sample_posterior` use only the ``generator`` passed in (outside training no
+      per-row keys are needed);
+    * :meth:`neutral_value` is a point of the prior's support (traversals hold the other units there).
 
     A family with ``depends_on`` must read only ``context.params`` in :meth:`kl` (during training the context's samples
     are relaxed, not exact); the conformance suite builds it beside the channels named by its optional classmethod
@@ -101,8 +112,10 @@ class LatentFamily(nn.Module, abc.ABC):
         """Turn ``(B, param_size)`` encoder features into distribution parameters."""
 
     @abc.abstractmethod
-    def rsample(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
-        """A reparametrised (differentiable) training sample, ``(B, sample_size)``."""
+    def rsample(self, params: Params, noise: SampleNoise) -> Tensor:
+        """A reparametrised (differentiable) training sample, ``(B, sample_size)``, with all its randomness from
+        ``noise`` (``len(noise) == B``): row ``i``'s value is a function of row ``i``'s parameters and
+        ``noise.keys[i]`` only (the row rule, see the class docstring)."""
 
     @abc.abstractmethod
     def representative(self, params: Params) -> Tensor:
@@ -128,6 +141,20 @@ class LatentFamily(nn.Module, abc.ABC):
 
         For a discrete family, row ``k`` is the encoding of category ``k`` (one-hot for a categorical, ``[0]``/``[1]``
         for a binary unit): figures, edits and conditional samples set a unit to category ``k`` with it."""
+
+    def neutral_value(self) -> Tensor:
+        """The value, ``(sample_size,)``, at which traversals and edits hold this channel's units when they vary
+        others: the prior's representative, not 0 — for a bounded family 0 can be an edge of the support (a Beta
+        unit), or not a value at all (a one-hot).
+
+        Default: the representative of the parameters that zero encoder features give, which is the prior's for a
+        family without ``depends_on`` (the contract above). Override it where that is wrong (e.g. a prior that is not
+        what zero features give)."""
+        reference = next(iter(self.parameters()), None)
+        device = reference.device if reference is not None else None
+        zeros = torch.zeros(1, self.param_size, device=device)
+        with torch.no_grad():
+            return self.representative(self.params_from_features(zeros))[0]
 
     # --- exact posterior, for Monte-Carlo checks ---------------------------------------------------------------------
     @abc.abstractmethod
@@ -241,16 +268,17 @@ class DiagonalGaussianPosterior(OneColumnPerUnit):
         mean, logvar = features[:, : self.units], features[:, self.units :]
         return {"mean": mean, "logvar": logvar.clamp(-LOGVAR_LIMIT, LOGVAR_LIMIT)}
 
-    def rsample(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
+    def rsample(self, params: Params, noise: SampleNoise) -> Tensor:
         mean, logvar = params["mean"], params["logvar"]
-        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        eps = noise.normal(mean.shape[1], dtype=mean.dtype, device=mean.device)
         return mean + torch.exp(0.5 * logvar) * eps
 
     def representative(self, params: Params) -> Tensor:
         return params["mean"]
 
     def sample_posterior(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
-        return self.rsample(params, generator)
+        mean = params["mean"]
+        return self.rsample(params, SampleNoise.fresh(mean.shape[0], generator, device=mean.device))
 
     def log_posterior(self, params: Params, value: Tensor) -> Tensor:
         mean, logvar = params["mean"], params["logvar"]

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from latentkit.core.family import LatentContext, LatentFamily, Params
+from latentkit.core.noise import SampleNoise
 from latentkit.errors import ConfigError
 
 
@@ -120,25 +121,20 @@ class JointLatent(nn.Module):
         return params
 
     def sample(
-        self,
-        params: Mapping[str, Params],
-        *,
-        reparametrise: bool,
-        generator: torch.Generator | None = None,
-        rows: BatchRows | None = None,
+        self, params: Mapping[str, Params], *, reparametrise: bool, noise: SampleNoise | None = None
     ) -> dict[str, Tensor]:
-        """Each channel's training sample (``reparametrise=True``) or evaluation representative.
+        """Each channel's training sample (``reparametrise=True``) or evaluation representative (no noise drawn).
 
-        ``rows`` says that these parameters are rows ``rows.start .. rows.start + B`` of a batch of ``rows.total``: the
-        noise is then drawn for the whole batch and this slice kept, so each image's noise depends on its place in the
-        whole batch, not on how the batch was divided (threads, processes). Families draw noise row by row, so the kept
-        rows are exactly those of one pass over the whole batch.
+        ``noise`` holds one key per row (the trainer keys rows by run seed, step and global sample index, so a row
+        draws the same whichever process or batch part computes it); channel ``name`` draws from
+        ``noise.stream(name)``. ``None`` in training: fresh keys from torch's global RNG.
         """
         if not reparametrise:
             return {name: f.representative(params[name]) for name, f in self.items()}
-        if rows is None:
-            return {name: f.rsample(params[name], generator) for name, f in self.items()}
-        return {name: rows.take(f.rsample(rows.pad(params[name]), generator)) for name, f in self.items()}
+        if noise is None:
+            first = next(iter(next(iter(params.values())).values()))
+            noise = SampleNoise.fresh(first.shape[0], device=first.device)
+        return {name: f.rsample(params[name], noise.stream(name)) for name, f in self.items()}
 
     def concat(self, samples: Mapping[str, Tensor]) -> Tensor:
         """The latent vector the decoder reads, channels in declaration order."""

@@ -6,11 +6,11 @@ Nothing here is specific to JointVAE: the objective (a plugin) decides what is m
 from __future__ import annotations
 
 import attrs
-import torch
 from torch import Tensor, nn
 
 from latentkit.core.family import Params
-from latentkit.core.joint import BatchRows, JointLatent
+from latentkit.core.joint import JointLatent
+from latentkit.core.noise import SampleNoise
 
 
 @attrs.frozen
@@ -41,10 +41,10 @@ class JointVAE(nn.Module):
         """A latent vector (channels concatenated) to pixel probabilities."""
         return self.decoder(latent)
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None, rows: BatchRows | None = None) -> ModelOutput:
-        """``rows``: ``x`` is that slice of a larger batch, and the noise is that of the whole batch (see
-        :meth:`JointLatent.sample`)."""
+    def forward(self, x: Tensor, noise: SampleNoise | None = None) -> ModelOutput:
+        """In training mode every channel samples with ``noise`` (one key per row of ``x``; ``None``: fresh keys from
+        torch's global RNG, see :meth:`JointLatent.sample`); in eval mode no noise is drawn."""
         params = self.encode(x)
-        samples = self.latent.sample(params, reparametrise=self.training, generator=generator, rows=rows)
+        samples = self.latent.sample(params, reparametrise=self.training, noise=noise)
         z = self.latent.concat(samples)
         return ModelOutput(reconstruction=self.decode(z), params=params, samples=samples, latent=z)

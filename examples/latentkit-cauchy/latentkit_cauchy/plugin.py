@@ -10,7 +10,8 @@ distributions has a closed form (Chyzak & Nielsen 2019), symmetric in its argume
     KL(Cauchy(μ₁, γ₁) ‖ Cauchy(μ₂, γ₂)) = log((γ₁ + γ₂)² + (μ₁ − μ₂)²) − log(4 γ₁ γ₂)
 
 which is 0 exactly when ``μ₁ = μ₂`` and ``γ₁ = γ₂``. Reparametrised samples use the inverse CDF:
-``μ + γ · tan(π (u − ½))`` with ``u ~ U(0, 1)`` drawn from the generator passed in.
+``μ + γ · tan(π (u − ½))`` with ``u ~ U(0, 1)`` drawn from the per-row noise passed in (training) or from the
+generator passed in (prior and exact posterior draws).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import math
 import torch
 from torch import Tensor
 
-from latentkit.core import LatentContext, LatentFamily, OneColumnPerUnit, Params
+from latentkit.core import LatentContext, LatentFamily, OneColumnPerUnit, Params, SampleNoise
 from latentkit.plugins import hookimpl
 
 #: log-scale is clamped to ±this (scale between 2e-9 and 5e8), so the KL and samples stay finite for any features.
@@ -71,9 +72,10 @@ class Cauchy(OneColumnPerUnit, LatentFamily):
         loc, log_scale = features[:, : self.units], features[:, self.units :]
         return {"loc": loc, "log_scale": log_scale.clamp(-LOG_SCALE_LIMIT, LOG_SCALE_LIMIT)}
 
-    def rsample(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
+    def rsample(self, params: Params, noise: SampleNoise) -> Tensor:
+        # All randomness from ``noise``: row i's uniforms depend only on row i's key (the row rule).
         loc, log_scale = params["loc"], params["log_scale"]
-        centred = _centred_uniform(loc.shape, generator, dtype=loc.dtype, device=loc.device)
+        centred = noise.uniform(self.units, dtype=loc.dtype, device=loc.device) - 0.5
         return loc + log_scale.exp() * _standard_quantile(centred)
 
     def representative(self, params: Params) -> Tensor:
@@ -100,7 +102,8 @@ class Cauchy(OneColumnPerUnit, LatentFamily):
 
     # --- exact posterior, for the Monte-Carlo KL check ---------------------------------------------------------------
     def sample_posterior(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
-        return self.rsample(params, generator)
+        loc = params["loc"]
+        return self.rsample(params, SampleNoise.fresh(loc.shape[0], generator, device=loc.device))
 
     def log_posterior(self, params: Params, value: Tensor) -> Tensor:
         loc, log_scale = params["loc"], params["log_scale"]
