@@ -30,6 +30,7 @@ import latentkit
 from latentkit._atomic import write_json
 from latentkit.assembly.checkpoint import load_model, resolve_checkpoint
 from latentkit.assembly.datasets import as_component, build_provider
+from latentkit.assembly.specs import Component
 from latentkit.data.provider import DatasetProvider
 from latentkit.devices import resolve_device
 from latentkit.errors import CheckpointError, ConfigError, LatentkitError
@@ -39,10 +40,13 @@ RESULTS_FOLDER = "evaluation"
 
 
 def needs_ground_truth(metric: Any) -> bool:
+    """Whether ``metric`` reads the data set's factor grid (it then gets ``ground_truth=``); default no."""
     return bool(getattr(metric, "needs_ground_truth", False))
 
 
 def needs_data(metric: Any) -> bool:
+    """Whether ``metric`` reads a data split (default yes); one that does not is called with ``None`` for the data, and
+    the split is not loaded for it."""
     return bool(getattr(metric, "needs_data", True))
 
 
@@ -156,25 +160,167 @@ def evaluate_checkpoint(
     ``split``: the data split of metrics that read images (accuracy, kl-ranking, reconstruction); ``None`` takes
     ``test`` where the data set has one, else its first split (dSprites has only ``train``: the paper, like
     disentanglement_lib, scores on the training images). ``max_images``: metrics that read images see a seeded random
-    subset of at most that many (the 737,280 dSprites images take minutes to encode on a CPU); ``None``: all. ``options`` maps a metric name to the options it declares. Returns ``{"checkpoint", "dataset", "split",
+    subset of at most that many (the 737,280 dSprites images take minutes to encode on a CPU); ``None``: all.
+    ``options`` maps a metric name to the options it declares. Returns ``{"checkpoint", "dataset", "split", "images",
     "metrics": {name: {...}}, "options": {name: {...}}, "seconds": {name: s}, "files": {name: path}}`` and, with
-    ``save``, writes each metric's results into ``folder`` (see the module docstring). Metric names and options are
-    checked before anything is loaded; every user error is a :class:`~latentkit.errors.LatentkitError`.
+    ``save``, writes each metric's results into ``folder`` (see the module docstring).
+
+    The work goes in named steps, each failing before the costlier next one: the metric names and options are checked
+    before anything is loaded (:func:`resolve_metrics`), the results folder is checked writable right after the model
+    is loaded (:func:`load_checkpoint_model`), the data set and its split or factor grid are loaded only for metrics
+    that read them (:func:`load_evaluation_data`), then each metric runs (:func:`run_metric`) and its record is written
+    atomically (:func:`write_result`) before the next starts, so a long evaluation keeps what it finished. Every user
+    error is a :class:`~latentkit.errors.LatentkitError`.
     """
     registry = registry or get_registry()
+    plan = resolve_metrics(metrics, registry, options, batch_size=batch_size, device=device, max_images=max_images)
+    model, config = load_checkpoint_model(folder, registry, save=save)
+    inputs = load_evaluation_data(folder, config, model, registry, plan, data_root=data_root, split=split)
+    model.to(plan.device)
+
+    report: dict[str, Any] = {
+        "checkpoint": str(folder),
+        "dataset": inputs.dataset.name,
+        "split": inputs.split if inputs.data is not None else None,
+        "images": len(inputs.data) if inputs.data is not None else None,
+        "metrics": {},
+        "options": {},
+        "seconds": {},
+        "files": {},
+    }
+    for name, fn in plan.metric_fns.items():
+        outcome = run_metric(name, fn, model, inputs, plan)
+        report["metrics"][name] = outcome.results
+        report["options"][name] = outcome.options
+        report["seconds"][name] = outcome.seconds
+        if save:
+            report["files"][name] = str(write_result(folder, config, outcome, inputs, plan))
+    return report
+
+
+# --- the steps of evaluate_checkpoint ---------------------------------------------------------------------------------
+@attrs.frozen
+class EvaluationPlan:
+    """What :func:`evaluate_checkpoint` will run, checked before anything is loaded (see :func:`resolve_metrics`)."""
+
+    metric_fns: dict[str, Any]  #: metric name -> the registered metric, in the order asked for
+    options: dict[str, dict[str, Any]]  #: metric name -> the options given for it (only metrics given some)
+    batch_size: int
+    device: torch.device
+    max_images: int | None  #: at most this many images of the split (a seeded subset); None: all
+
+    def needing_data(self) -> list[str]:
+        """Names of the metrics that read a data split."""
+        return [name for name, fn in self.metric_fns.items() if needs_data(fn)]
+
+    def needing_ground_truth(self) -> list[str]:
+        """Names of the metrics that read the data set's factor grid."""
+        return [name for name, fn in self.metric_fns.items() if needs_ground_truth(fn)]
+
+
+@attrs.frozen
+class EvaluationData:
+    """What the metrics read (see :func:`load_evaluation_data`)."""
+
+    dataset: Component  #: the data set the checkpoint records
+    split: str  #: the split data-reading metrics use (resolved even when none reads it: it names result files)
+    data: Any  #: the split's images (a seeded subset with ``max_images``); None when no metric reads images
+    ground_truth: Any  #: the factor grid; None when no metric needs one
+
+
+@attrs.frozen
+class MetricOutcome:
+    """One metric's run (see :func:`run_metric`)."""
+
+    name: str
+    metric: Any
+    results: Any  #: what the metric returned (a JSON-able dict)
+    options: dict[str, Any]  #: every option the metric ran with: its declared defaults updated by those given
+    seconds: float
+
+
+def resolve_metrics(
+    metrics: Sequence[str] | str,
+    registry: Registry,
+    options: Mapping[str, Mapping[str, Any]] | None,
+    *,
+    batch_size: int,
+    device: str | torch.device,
+    max_images: int | None,
+) -> EvaluationPlan:
+    """Step 1: metric names to registered metrics, and every setting checked, as an :class:`EvaluationPlan`.
+
+    Why first: loading a model and encoding a data set take seconds to minutes, so a misspelt metric, an option no
+    metric declares or a bad batch size must fail before that, with a :class:`ConfigError` that lists what is known."""
     if isinstance(metrics, str):
         metrics = [metrics]
     if not metrics:
         raise ConfigError(f"name at least one metric to evaluate; known metrics: {', '.join(registry.metrics.names())}")
     metric_fns = {name: registry.metrics.get(name) for name in metrics}  # unknown name: lists the known ones
-    options = _check_options(metric_fns, options)
+    checked = _check_options(metric_fns, options)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch size must be a positive whole number, got {batch_size!r}")
-    dev = resolve_device(device)
+    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
+        raise ConfigError(f"max_images must be a positive whole number (or None for all), got {max_images!r}")
+    return EvaluationPlan(metric_fns, checked, batch_size, resolve_device(device), max_images)
 
+
+def load_checkpoint_model(folder: str | os.PathLike, registry: Registry, *, save: bool) -> tuple[Any, dict]:
+    """Step 2: the checkpoint's model and its ``config.json``; with ``save``, the results folder is checked writable.
+
+    Why here: the model load is what proves ``folder`` is a checkpoint (a clear :class:`CheckpointError` otherwise), and
+    a read-only folder must fail before any metric runs, not after minutes of work whose results cannot be kept."""
     model, config = load_model(folder, registry)
     if save:
         _check_writable(Path(folder) / RESULTS_FOLDER)
+    return model, config
+
+
+def load_evaluation_data(
+    folder: str | os.PathLike,
+    config: Mapping[str, Any],
+    model: Any,
+    registry: Registry,
+    plan: EvaluationPlan,
+    *,
+    data_root: str | os.PathLike | None,
+    split: str | None,
+) -> EvaluationData:
+    """Step 3: the data set the checkpoint records, and what of it the metrics read, as :class:`EvaluationData`.
+
+    The split is loaded only when some metric reads images and the factor grid only when some metric needs ground
+    truth (a dSprites split is 737,280 images). ``split=None`` takes ``test`` where the data set has one, else its first
+    split. Why the checks: a checkpoint that names no data set, one that cannot be built, or one whose samples do not
+    fit the model, and a ground-truth metric on a data set without a factor grid, are each a clear error naming the
+    checkpoint or the metric, not a failure deep inside a metric."""
+    dataset, provider = _checkpoint_provider(folder, config, model, registry)
+
+    def no_ground_truth(name: str) -> ConfigError:
+        return ConfigError(
+            f"metric {name!r} needs a data set with ground-truth factors; {dataset.name!r} has none (data sets with a "
+            f"factor grid, such as dsprites, provide one)"
+        )
+
+    gt_metrics, data_metrics = plan.needing_ground_truth(), plan.needing_data()
+    if gt_metrics and not _has_ground_truth_method(provider):
+        raise no_ground_truth(gt_metrics[0])
+    if split is None:
+        split = "test" if "test" in provider.splits else provider.splits[0]
+    if data_metrics:
+        provider.check_split(split)
+    ground_truth = provider.ground_truth(data_root) if gt_metrics else None
+    if gt_metrics and ground_truth is None:
+        raise no_ground_truth(gt_metrics[0])
+    data = provider.load(data_root, split) if data_metrics else None
+    if data is not None and plan.max_images is not None and len(data) > plan.max_images:
+        data = random_subset(data, plan.max_images)
+    return EvaluationData(dataset, split, data, ground_truth)
+
+
+def _checkpoint_provider(
+    folder: str | os.PathLike, config: Mapping[str, Any], model: Any, registry: Registry
+) -> tuple[Component, DatasetProvider]:
+    """The checkpoint's data set entry and its provider, checked to yield samples of the model's shape."""
     if not config.get("dataset"):
         raise CheckpointError(
             f"checkpoint {str(folder)!r} does not record the data set it was trained on (its config.json has no "
@@ -190,76 +336,59 @@ def evaluate_checkpoint(
             f"checkpoint {str(folder)!r} holds a model for samples of shape {tuple(model.image_shape)}, but its data "
             f"set {dataset.name!r} with options {dataset.options} yields {tuple(provider.image_shape)}"
         )
+    return dataset, provider
 
-    def no_ground_truth(name: str) -> ConfigError:
-        return ConfigError(
-            f"metric {name!r} needs a data set with ground-truth factors; {dataset.name!r} has none (data sets with a "
-            f"factor grid, such as dsprites, provide one)"
-        )
 
-    gt_metrics = [name for name, fn in metric_fns.items() if needs_ground_truth(fn)]
-    if gt_metrics and not _has_ground_truth_method(provider):
-        raise no_ground_truth(gt_metrics[0])
-    data_metrics = [name for name, fn in metric_fns.items() if needs_data(fn)]
-    if split is None:
-        split = "test" if "test" in provider.splits else provider.splits[0]
-    if data_metrics:
-        provider.check_split(split)
-    ground_truth = provider.ground_truth(data_root) if gt_metrics else None
-    if gt_metrics and ground_truth is None:
-        raise no_ground_truth(gt_metrics[0])
-    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
-        raise ConfigError(f"max_images must be a positive whole number (or None for all), got {max_images!r}")
-    data = provider.load(data_root, split) if data_metrics else None
-    if data is not None and max_images is not None and len(data) > max_images:
-        data = random_subset(data, max_images)
-    model.to(dev)
+def run_metric(name: str, fn: Any, model: Any, inputs: EvaluationData, plan: EvaluationPlan) -> MetricOutcome:
+    """Step 4: one metric on what it declares it reads (the split, the factor grid, neither), timed.
 
-    report: dict[str, Any] = {
-        "checkpoint": str(folder),
-        "dataset": dataset.name,
-        "split": split if data_metrics else None,
-        "images": len(data) if data is not None else None,
-        "metrics": {},
-        "options": {},
-        "seconds": {},
-        "files": {},
+    Why the protocol is read here and nowhere else: a metric gets ``data`` only if it ``needs_data``, ``ground_truth=``
+    only if it ``needs_ground_truth``, and only the options it declares, so a metric plugin written from scratch needs
+    no ``**kwargs`` to absorb another metric's settings."""
+    given = plan.options.get(name, {})
+    kwargs: dict[str, Any] = dict(given)
+    if needs_ground_truth(fn):
+        kwargs["ground_truth"] = inputs.ground_truth
+    start = time.perf_counter()
+    result = fn(model, inputs.data if needs_data(fn) else None, batch_size=plan.batch_size, device=plan.device, **kwargs)
+    seconds = time.perf_counter() - start
+    return MetricOutcome(name, fn, result, {**metric_options(fn), **given}, seconds)
+
+
+def write_result(
+    folder: str | os.PathLike, config: Mapping[str, Any], outcome: MetricOutcome, inputs: EvaluationData,
+    plan: EvaluationPlan,
+) -> Path:
+    """Step 5: one metric's record written atomically to :func:`results_file`; returns its path.
+
+    Why a record per metric and atomic: an evaluation may be stopped half-way, and a results file is either the whole
+    record of a finished metric or absent — never half a JSON file that a later report would misread. The record says
+    what was evaluated with which settings (options, data set, split, image count, checkpoint file and step, batch
+    size, device, version, time) so a number read months later can be traced and reproduced."""
+    fn = outcome.metric
+    reads_data = needs_data(fn) and inputs.data is not None
+    path = results_file(folder, outcome.name, fn, inputs.split)
+    record = {
+        "metric": outcome.name,
+        "results": outcome.results,
+        "options": outcome.options,
+        "seconds": outcome.seconds,
+        "dataset": {"name": inputs.dataset.name, "options": inputs.dataset.options},
+        "split": inputs.split if needs_data(fn) else None,
+        "images": len(inputs.data) if reads_data else None,
+        "ground_truth": needs_ground_truth(fn),
+        "checkpoint": str(resolve_checkpoint(folder)),
+        "step": config.get("step"),
+        "batch_size": plan.batch_size,
+        "device": str(plan.device),
+        "latentkit_version": latentkit.__version__,
+        "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    for name, fn in metric_fns.items():
-        kwargs: dict[str, Any] = dict(options.get(name, {}))
-        if needs_ground_truth(fn):
-            kwargs["ground_truth"] = ground_truth
-        start = time.perf_counter()
-        result = fn(model, data if needs_data(fn) else None, batch_size=batch_size, device=dev, **kwargs)
-        seconds = time.perf_counter() - start
-        used = {**metric_options(fn), **options.get(name, {})}
-        report["metrics"][name] = result
-        report["options"][name] = used
-        report["seconds"][name] = seconds
-        if save:
-            path = results_file(folder, name, fn, split)
-            record = {
-                "metric": name,
-                "results": result,
-                "options": used,
-                "seconds": seconds,
-                "dataset": {"name": dataset.name, "options": dataset.options},
-                "split": split if needs_data(fn) else None,
-                "images": len(data) if needs_data(fn) and data is not None else None,
-                "ground_truth": needs_ground_truth(fn),
-                "checkpoint": str(resolve_checkpoint(folder)),
-                "step": config.get("step"),
-                "batch_size": batch_size,
-                "device": str(dev),
-                "latentkit_version": latentkit.__version__,
-                "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            }
-            try:
-                write_json(path, record)
-            except OSError as exc:
-                raise _unwritable(path, exc) from None
-            report["files"][name] = str(path)
-    return report
+    try:
+        write_json(path, record)
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
+    return path
 
 
 def random_subset(data: Any, count: int, seed: int = 0) -> Any:
