@@ -7,8 +7,8 @@ import torch
 
 from latentkit.assembly.build import build_model
 from latentkit.assembly.specs import ChannelSpec, ModelSpec
-from latentkit.errors import ConfigError
-from latentkit.viz import UnitRef, base_latent, parse_unit, traversal_latents, traverse
+from latentkit.errors import ConfigError, LatentkitError
+from latentkit.viz import UnitRef, base_latent, neutral_latent, parse_unit, traversal_latents, traverse, traverse_pair
 
 
 @pytest.fixture(scope="module")
@@ -17,9 +17,55 @@ def model(two_channel_model):
 
 
 def test_neutral_base_is_zero_and_category_zero(model):
+    """The original's figures: Gaussian units at 0 and categorical variables at category 0 (one-hot), which is what
+    the built-in families' neutral values are."""
     base = base_latent(model.latent)
     expected = torch.tensor([[0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0]], dtype=base.dtype)
     assert torch.equal(base, expected)
+    assert torch.equal(neutral_latent(model.latent), expected)
+
+
+@pytest.fixture(scope="module")
+def bernoulli_model():
+    """Gaussian cont.0..1 (columns 0, 1) beside three relaxed Bernoulli units bern.0..2 (columns 2, 3, 4)."""
+    torch.manual_seed(0)
+    spec = ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian", {"units": 2}),
+                                   ChannelSpec("bern", "relaxed_bernoulli", {"units": 3})])
+    return build_model(spec).eval()
+
+
+def test_units_not_moved_are_held_at_what_their_family_names(bernoulli_model, monkeypatch):
+    """The held value is read from each family's ``neutral_value()``, not assumed to be 0: a family that names
+    other values gets them, in traversals, pair grids and decoded rows alike."""
+    latent = bernoulli_model.latent
+    chosen = torch.tensor([0.25, 0.5, 0.75])
+    monkeypatch.setattr(latent.channels["bern"], "neutral_value", lambda: chosen.clone())
+    z = traversal_latents(latent, "bern.1", n=6)
+    assert torch.equal(z[:, 3], torch.tensor([0.0, 1.0]))  # the unit moved: each category in turn
+    assert torch.equal(z[:, [2, 4]], chosen[[0, 2]].expand(2, -1))
+    assert torch.equal(z[:, :2], torch.zeros(2, 2))  # the Gaussian units at their neutral value, 0
+    pair = traverse_pair(bernoulli_model, "bern.0", "cont.1", n=3)
+    with torch.no_grad():
+        row = traversal_latents(latent, "cont.1", n=3, base=traversal_latents(latent, "bern.0")[1])
+        torch.testing.assert_close(pair[1], bernoulli_model.decode(row))
+    assert torch.equal(row[:, 2:], torch.tensor([[1.0, 0.5, 0.75]]).expand(3, -1))
+
+
+def test_bounded_units_are_held_at_their_family_neutral_value_not_0(bernoulli_model):
+    """Why: a relaxed Bernoulli's values lie in (0, 1), so 0 is an edge of its support, not a typical code; the units
+    not moved are held at the built-in family's neutral value (the prior's representative) instead."""
+    latent = bernoulli_model.latent
+    neutral = latent.channels["bern"].neutral_value()
+    assert neutral.shape == (3,) and bool((neutral > 0).all() and (neutral < 1).all()), neutral
+    z = traversal_latents(latent, "cont.0", n=4)
+    assert torch.equal(z[:, 2:], neutral.to(z.dtype).expand(4, -1))
+
+
+def test_a_neutral_value_of_the_wrong_shape_names_the_channel(bernoulli_model, monkeypatch):
+    family = bernoulli_model.latent.channels["bern"]
+    monkeypatch.setattr(family, "neutral_value", lambda: torch.zeros(1, 3))
+    with pytest.raises(LatentkitError, match=r"channel 'bern'.*shape \(1, 3\).*shape \(3,\)"):
+        base_latent(bernoulli_model.latent)
 
 
 def test_continuous_traversal_uses_normal_quantiles_and_holds_the_rest(model):

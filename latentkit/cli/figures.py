@@ -153,7 +153,8 @@ def _cmd_edit(args: argparse.Namespace) -> int:
 def add_viz_parsers(sub) -> None:
     p = sub.add_parser("traverse", help="latent traversal grids (PNG) and an animated GIF",
                        description="Write traversals.png (a row per unit, most informative first), traversals.gif and "
-                       "pair grids (a discrete unit against continuous ones) into --out (default RUN/figures).")
+                       "pair grids (a discrete unit against continuous ones) into --out (default RUN/figures). The "
+                       "units not traversed are held at their neutral value (see --base).")
     _common(p, "output folder (default RUN/figures)")
     p.add_argument("--units", action="append", metavar="UNIT[,UNIT...]",
                    help="traverse only these units, in this order (e.g. cont.3,disc.0); default all, by KL")
@@ -161,7 +162,10 @@ def add_viz_parsers(sub) -> None:
                    help="a grid of two units against each other (repeatable), e.g. disc.0,cont.3")
     _grid_options(p, "values per continuous unit", "seed of the prior draw for --base prior")
     p.add_argument("--base", choices=["neutral", "prior"], default="neutral",
-                   help="other units at 0 / category 0 (neutral, default) or drawn from the prior")
+                   help="where the units not traversed are held: neutral (default) holds them at their neutral "
+                   "value (the prior's representative: 0 for a Gaussian unit, category 0 for a categorical one, a "
+                   "typical value inside the support, not the edge 0, for a bounded unit such as a relaxed Bernoulli "
+                   "or a Beta); prior holds them at one draw from the prior (--seed)")
     p.add_argument("--no-gif", action="store_true", help="skip the animated GIF")
     p.set_defaults(func=_cmd_traverse)
 

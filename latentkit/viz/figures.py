@@ -27,6 +27,9 @@ from latentkit.viz.samples import conditional_samples, prior_samples, reconstruc
 from latentkit.viz.source import FigureSource
 from latentkit.viz.traversal import base_latent, parse_unit, traversal_frames, traversal_rows, traverse_pair
 
+#: How captions say where the units not moved are held by default (:func:`latentkit.viz.traversal.neutral_latent`).
+NEUTRAL_CAPTION = ("other units held at their neutral value (the prior's representative: 0 for a Gaussian unit, "
+                   "category 0 for a categorical one, a typical value inside the support for a bounded unit)")
 #: Units per row of an animated traversal's frame.
 GIF_COLUMNS = 10
 #: Continuous units paired with each discrete unit by default (the most informative ones).
@@ -48,7 +51,7 @@ def _base(source: FigureSource, base: str, seed: int) -> Tensor | None:
         return None
     if base == "prior":
         return base_latent(source.model.latent, prior=True, generator=torch.Generator().manual_seed(seed))
-    raise ConfigError(f"base must be 'neutral' (other units at 0 / category 0) or 'prior' (drawn), got {base!r}")
+    raise ConfigError(f"base must be 'neutral' (other units at their neutral value) or 'prior' (drawn), got {base!r}")
 
 
 def _sample_kind(source: FigureSource) -> str:
@@ -104,7 +107,7 @@ def write_traversals(
     held = _base(source, base, seed)
     figures = []
     rows = traversal_rows(model, ordered, n, base=held)
-    where = "other units at 0 / category 0" if base == "neutral" else f"other units from a prior draw (seed {seed})"
+    where = NEUTRAL_CAPTION if base == "neutral" else f"other units from a prior draw (seed {seed})"
     image = sample_grid(kind, rows, row_labels=[_label(u, kl) for u in ordered], scale=scale)
     figures.append(Figure(save_png(image, out / "traversals.png"),
                           f"Latent traversals, a row per unit{' (by KL, nats)' if kl and not units else ''}; {where}."

@@ -1,9 +1,11 @@
 """Latent traversals: sweep one unit (or two) through its traversal values, hold the rest, decode.
 
-Held units follow the original code: each channel at the representative of its prior — 0 for a Gaussian unit,
-category 0 for a categorical one — or drawn from the prior when asked. The neutral value needs no family-specific code:
-by the family contract, encoder features of zeros give the prior, and the representative of the prior is that value.
-Units are addressed as ``<channel>.<index>`` (``cont.3``, ``disc.0``), the names KL is logged under.
+Units not being moved are held at their neutral value — each family's :meth:`~latentkit.core.LatentFamily.neutral_value`,
+the representative of its prior: 0 for a Gaussian unit (as the original code), category 0 for a categorical one (the
+original's choice: its uniform prior has no single most likely category), and for a bounded family the prior's middle,
+not an edge of its support (0 is an edge for a relaxed Bernoulli or a Beta unit, whose values lie in (0, 1)) — or they
+are drawn from the prior when asked, or taken from an image's code when one is traversed. Units are addressed as
+``<channel>.<index>`` (``cont.3``, ``disc.0``), the names KL is logged under.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 from torch import Tensor
 
 from latentkit.core import JointLatent, JointVAE
-from latentkit.errors import ConfigError
+from latentkit.errors import ConfigError, LatentkitError
 
 
 @attrs.frozen
@@ -43,12 +45,34 @@ def parse_unit(latent: JointLatent, name: str | UnitRef) -> UnitRef:
 
 
 def base_latent(latent: JointLatent, n: int = 1, *, prior: bool = False, generator: torch.Generator | None = None) -> Tensor:
-    """``(n, sample_size)`` latent vectors holding every unit at its neutral value, or drawn from the prior."""
+    """``(n, sample_size)`` latent vectors to hold the units a traversal does not move at, on the CPU.
+
+    By default every unit is at its family's neutral value (:func:`neutral_latent`), so the figure has no random draw
+    and is the same each time; with ``prior`` each row is one draw from the prior (``generator`` seeds it), for a
+    look at the units' effect away from the prior's centre."""
     if prior:
         return latent.concat(latent.prior_sample(n, generator))
-    zeros = torch.zeros(1, latent.param_size)
-    neutral = latent.concat(latent.sample(latent.split(zeros), reparametrise=False))
-    return neutral.expand(n, -1).clone()
+    return neutral_latent(latent).expand(n, -1).clone()
+
+
+def neutral_latent(latent: JointLatent) -> Tensor:
+    """The ``(1, sample_size)`` latent vector holding every channel at its family's ``neutral_value()``, on the CPU.
+
+    Why the family's value and not 0: for a bounded family 0 is an edge of the support (a relaxed Bernoulli's or a
+    Beta's values lie in (0, 1)), so holding a unit there shows the decoder an extreme code; the prior's representative
+    is the typical one. For the original JointVAE's channels this is 0 for the Gaussian units and category 0 for the
+    categorical ones, so its figures are unchanged. A family whose neutral value has the wrong shape is a
+    :class:`~latentkit.errors.LatentkitError` naming the channel."""
+    values = {}
+    for name, family in latent.items():
+        value = family.neutral_value().detach()
+        if tuple(value.shape) != (family.sample_size,):
+            raise LatentkitError(
+                f"channel {name!r}: {type(family).__name__}.neutral_value() gave shape {tuple(value.shape)}, but a "
+                f"family's neutral value is one sample, shape ({family.sample_size},) (its sample_size); fix the family"
+            )
+        values[name] = value.to(device="cpu", dtype=torch.get_default_dtype()).reshape(1, -1)
+    return latent.concat(values)
 
 
 def _offsets(latent: JointLatent, ref: UnitRef) -> slice:
