@@ -1,6 +1,8 @@
 """Encoding image files into latent codes, and editing images through the latent (the paper's Fig. 8b).
 
-``latentkit encode`` and ``latentkit edit`` are thin wrappers around this module:
+``latentkit encode`` and ``latentkit edit`` are thin wrappers around this module. It is not part of
+:mod:`latentkit.viz` (encoding and editing images is not drawing figures), and fast batched model inference over
+tensors is :mod:`latentkit.inference`. What it offers:
 
 * :func:`load_images` reads image files into the model's uint8 ``(N, C, H, W)`` shape, converting size and colour mode
   the way data sets are prepared for training (PIL + torchvision's functional ``resize``, bilinear with antialiasing),
@@ -32,7 +34,7 @@ from latentkit._atomic import write_bytes
 from latentkit.core import JointLatent
 from latentkit.data.provider import as_float_batch
 from latentkit.errors import ConfigError, DataError
-from latentkit.viz.traversal import UnitRef, _offsets, parse_unit
+from latentkit.viz.traversal import UnitRef, parse_unit, unit_columns
 
 __all__ = [
     "Edit",
@@ -377,7 +379,7 @@ def set_units(latent: JointLatent, z: Tensor, assignments: Mapping[UnitRef, floa
         ref = parse_unit(latent, key)
         value = _check_value(latent, ref, raw)
         family = latent.channels[ref.channel]
-        cols = _offsets(latent, ref)
+        cols = unit_columns(latent, ref)
         if family.is_discrete:
             k = family.unit_sizes()[ref.index]
             code = family.traversal_values(ref.index, k)[int(value)]

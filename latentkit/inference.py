@@ -1,4 +1,8 @@
-"""Encoding and decoding many images fast: eval mode, no autograd, batches sized for the cache, channels_last on CPU.
+"""Model inference on many images, fast: :func:`reconstruct` runs the eval-mode forward pass (encoder, representative
+latent, decoder) with no autograd, in batches sized for the cache, channels_last on the CPU.
+
+This module is about running a model over tensors quickly (the reconstruction metric and the figures use it); reading
+image *files* into latent codes and editing them through the latent is :mod:`latentkit.editing`.
 
 The original code's evaluation runs in eval mode with autograd still recording (its ``volatile=True`` has been a no-op
 since PyTorch 0.4), at the training batch of 64. Here, :func:`torch.inference_mode` skips autograd altogether, batches

@@ -38,6 +38,8 @@ PAIRS_PER_DISCRETE = 3
 
 @attrs.frozen
 class Figure:
+    """A figure file written by a ``write_*`` function, with the one-line caption the CLI and the report show."""
+
     path: Path
     caption: str
 

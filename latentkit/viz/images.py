@@ -128,6 +128,8 @@ def image_grid(
 
 
 def png_bytes(image: Image.Image) -> bytes:
+    """``image`` encoded as PNG, in memory: what :func:`save_png` writes in one atomic step (and what a caller that
+    embeds or sends a picture, rather than saving it, can use)."""
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()

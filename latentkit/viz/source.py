@@ -33,7 +33,11 @@ KL_IMAGES = 10_000
 
 @attrs.define(eq=False)
 class FigureSource:
-    """A loaded model and what belongs with it."""
+    """A loaded model and what belongs with it: the folder named, its checkpoint and config, where its data lives.
+
+    Built by :func:`open_source`; every figure function takes one. Data, the factor grid and KL per unit are loaded
+    on first use and kept, so the commands that draw several figures read each only once, and what could not be
+    loaded is said in :attr:`notices` instead of failing the figures that do not need it."""
 
     folder: Path  #: the folder the user named (run directory or checkpoint folder)
     checkpoint: Path  #: the checkpoint folder the weights come from
@@ -47,15 +51,18 @@ class FigureSource:
 
     @property
     def name(self) -> str:
+        """The folder's name, for titles (``run-mnist`` of ``runs/run-mnist/``)."""
         return self.folder.resolve().name
 
     @property
     def metrics_file(self) -> Path | None:
+        """The run's training history (``metrics.jsonl``), or None for a folder without one (an imported checkpoint)."""
         path = self.folder / METRICS_FILE
         return path if path.is_file() else None
 
     @property
     def step(self) -> int | None:
+        """The training step the checkpoint was saved at, as its config records (None if it does not)."""
         return self.config.get("step")
 
     def data(self, split: str | None = None) -> ImageData | None:

@@ -20,6 +20,9 @@ from latentkit.errors import ConfigError, LatentkitError
 
 @attrs.frozen
 class UnitRef:
+    """One latent unit: ``channel`` and ``index`` within it, written ``<channel>.<index>`` (``cont.3``, ``disc.0``) as
+    KL is logged; build it from a name with :func:`parse_unit`, which checks it against a latent."""
+
     channel: str
     index: int
 
@@ -75,7 +78,9 @@ def neutral_latent(latent: JointLatent) -> Tensor:
     return latent.concat(values)
 
 
-def _offsets(latent: JointLatent, ref: UnitRef) -> slice:
+def unit_columns(latent: JointLatent, ref: UnitRef) -> slice:
+    """The columns of the decoder's latent vector that hold unit ``ref`` (one for a Gaussian unit, K for a categorical
+    variable's one-hot), for code that sets a unit in latent vectors: traversals here, edits in :mod:`latentkit.editing`."""
     channel = latent.sample_slices()[ref.channel]
     unit = latent.channels[ref.channel].unit_slice(ref.index)
     return slice(channel.start + unit.start, channel.start + unit.stop)
@@ -92,7 +97,7 @@ def traversal_latents(latent: JointLatent, unit: str | UnitRef, n: int = 8, base
     if base is None:
         base = base_latent(latent)
     z = base.reshape(1, -1).expand(values.shape[0], -1).clone()
-    z[:, _offsets(latent, ref)] = values.to(z.dtype)
+    z[:, unit_columns(latent, ref)] = values.to(z.dtype)
     return z
 
 
