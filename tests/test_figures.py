@@ -196,6 +196,16 @@ def test_traverse_command(run_dir, tmp_path, capsys):
     assert "cont.9" in capsys.readouterr().err
 
 
+def test_traverse_help_says_the_units_are_held_at_their_neutral_value_not_0(capsys):
+    """Why: for a bounded family 0 is an edge of the support, so "held at 0" would be wrong for it; the help says what
+    the code does (each family's neutral value) and what that is for the original's channels."""
+    with pytest.raises(SystemExit):
+        cli.main(["traverse", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "neutral value (the prior's representative: 0 for a Gaussian unit, category 0 for a categorical one" in text
+    assert "at 0 /" not in text and "units at 0" not in text
+
+
 def test_sample_command(run_dir, capsys):
     assert cli.main(["sample", str(run_dir), "--n", "4", "--recon", "5", "--scale", "1"]) == 0
     figures = run_dir / "figures"
