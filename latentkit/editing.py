@@ -61,7 +61,9 @@ _PROBABILITY_PARAMS = ("probs", "alpha", "probabilities")
 # --- loading image files ---------------------------------------------------------------------------------------------
 @attrs.frozen
 class LoadedImages:
-    """Images read by :func:`load_images`."""
+    """Images read by :func:`load_images`: ``images``, uint8 ``(N, C, H, W)`` in the model's shape; ``names``, the
+    file paths as given (a folder's files as ``folder/file``); ``notices``, one line per conversion made, e.g.
+    ``"digit.png: 28x28 resized to 32x32"``, so the caller can tell the user what was changed."""
 
     images: Tensor  #: uint8 ``(N, C, H, W)``, the model's image shape
     names: list[str]  #: the file paths, as given (a folder's files as ``folder/file``)
@@ -391,7 +393,10 @@ def set_units(latent: JointLatent, z: Tensor, assignments: Mapping[UnitRef, floa
 
 @attrs.frozen
 class Edit:
-    """The result of :func:`edit_images`, all on the CPU."""
+    """The result of :func:`edit_images`, all on the CPU: ``original`` (the float inputs in [0, 1], ``(B, C, H, W)``),
+    ``reconstruction`` (the decoded code, no edits), ``edited`` (the decoded edited code), ``latent`` (the
+    representative latent vectors, ``(B, sample_size)``) and ``edited_latent`` (``latent`` with the assigned units
+    replaced). The reconstruction is kept beside the edit because it, not the original, is what the edit changes."""
 
     original: Tensor  #: ``(B, C, H, W)`` float inputs in [0, 1]
     reconstruction: Tensor  #: ``decode(latent)``, no edits

@@ -201,13 +201,17 @@ def evaluate_checkpoint(
 # --- the steps of evaluate_checkpoint ---------------------------------------------------------------------------------
 @attrs.frozen
 class EvaluationPlan:
-    """What :func:`evaluate_checkpoint` will run, checked before anything is loaded (see :func:`resolve_metrics`)."""
+    """What :func:`evaluate_checkpoint` will run, checked before anything is loaded (see :func:`resolve_metrics`).
 
-    metric_fns: dict[str, Any]  #: metric name -> the registered metric, in the order asked for
-    options: dict[str, dict[str, Any]]  #: metric name -> the options given for it (only metrics given some)
+    ``metric_fns``: metric name -> the registered metric, in the order asked for; ``options``: metric name -> the
+    options given for it (only metrics given some); ``batch_size`` and ``device``: what every metric runs with;
+    ``max_images``: at most this many images of the split (a seeded subset), None for all."""
+
+    metric_fns: dict[str, Any]
+    options: dict[str, dict[str, Any]]
     batch_size: int
     device: torch.device
-    max_images: int | None  #: at most this many images of the split (a seeded subset); None: all
+    max_images: int | None
 
     def needing_data(self) -> list[str]:
         """Names of the metrics that read a data split."""
@@ -220,22 +224,29 @@ class EvaluationPlan:
 
 @attrs.frozen
 class EvaluationData:
-    """What the metrics read (see :func:`load_evaluation_data`)."""
+    """What the metrics read (see :func:`load_evaluation_data`).
 
-    dataset: Component  #: the data set the checkpoint records
-    split: str  #: the split data-reading metrics use (resolved even when none reads it: it names result files)
-    data: Any  #: the split's images (a seeded subset with ``max_images``); None when no metric reads images
-    ground_truth: Any  #: the factor grid; None when no metric needs one
+    ``dataset``: the data set the checkpoint records; ``split``: the split data-reading metrics use (resolved even
+    when none reads it, since it names result files); ``data``: the split's images (a seeded subset with
+    ``max_images``), None when no metric reads images; ``ground_truth``: the factor grid, None when no metric needs
+    one."""
+
+    dataset: Component
+    split: str
+    data: Any
+    ground_truth: Any
 
 
 @attrs.frozen
 class MetricOutcome:
-    """One metric's run (see :func:`run_metric`)."""
+    """One metric's run (see :func:`run_metric`): its ``name``, the registered ``metric``, the ``results`` it returned
+    (a JSON-able dict), every option it ran with (``options``: its declared defaults updated by those given) and the
+    ``seconds`` it took."""
 
     name: str
     metric: Any
-    results: Any  #: what the metric returned (a JSON-able dict)
-    options: dict[str, Any]  #: every option the metric ran with: its declared defaults updated by those given
+    results: Any
+    options: dict[str, Any]
     seconds: float
 
 

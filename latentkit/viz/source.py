@@ -37,7 +37,11 @@ class FigureSource:
 
     Built by :func:`open_source`; every figure function takes one. Data, the factor grid and KL per unit are loaded
     on first use and kept, so the commands that draw several figures read each only once, and what could not be
-    loaded is said in :attr:`notices` instead of failing the figures that do not need it."""
+    loaded is said in :attr:`notices` instead of failing the figures that do not need it.
+
+    Fields: ``folder`` (the folder the user named, run directory or checkpoint folder), ``checkpoint`` (the checkpoint
+    folder the weights come from), ``model``, ``config`` (the checkpoint's config.json), ``data_root``, ``device``,
+    ``notices`` (what was skipped or approximated, for the user)."""
 
     folder: Path  #: the folder the user named (run directory or checkpoint folder)
     checkpoint: Path  #: the checkpoint folder the weights come from
