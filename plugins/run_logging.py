@@ -2,6 +2,10 @@
 
 On resume, lines logged after the checkpoint the run resumes from are dropped, so the file of a resumed run equals that
 of an uninterrupted one.
+
+Images reach TensorBoard through the ``latentkit_log_images`` hook, which any plugin may call (``training_figures``
+does); the files are closed by a wrapper of ``latentkit_run_end``, after every other plugin's ``latentkit_run_end``
+ran — so a figure drawn at the end of a run is logged whatever order the plugins were registered in.
 """
 
 from __future__ import annotations
@@ -53,7 +57,23 @@ def latentkit_step_end(run, step, scalars):
 
 
 @hookimpl
+def latentkit_log_images(run, step, images):
+    writer = run.plugin_state.get("tensorboard")
+    if writer is not None:
+        for tag, image in images.items():
+            writer.add_image(tag, image, step, dataformats="CHW")
+
+
+@hookimpl(wrapper=True)
 def latentkit_run_end(run, status):
+    """Close the files after every other plugin's ``latentkit_run_end`` (which may still log), even if one raised."""
+    try:
+        return (yield)
+    finally:
+        _close(run)
+
+
+def _close(run) -> None:
     fh = run.plugin_state.pop("metrics_jsonl", None)
     if fh is not None:
         fh.close()

@@ -3,7 +3,8 @@
 Every ``train.figures_every`` steps (at the first logging step at or after each multiple) and at the end of a completed
 run, every unit is traversed from the neutral latent (0 / category 0) — no random draws, so drawing a figure never
 changes the training's random stream and a resumed run stays bit-identical — with rows ordered by the KL logged at
-that step, most informative first.
+that step, most informative first. Each grid is also handed to the ``latentkit_log_images`` hook (``run_logging``
+writes it to TensorBoard; this plugin knows nothing of who logs it).
 
 Samples that are not images — signals ``(C, L)``, vectors ``(D,)`` — are drawn as line plots (one panel per unit,
 its decoded curves coloured along the traversal; :mod:`latentkit.viz.lines`). A shape that is neither (an image of 2
@@ -14,7 +15,10 @@ from __future__ import annotations
 
 import sys
 
-from latentkit.plugins import hookimpl
+import numpy as np
+import torch
+
+from latentkit.plugins import default_host, hookimpl
 from latentkit.viz.images import save_png
 from latentkit.viz.lines import sample_grid, sample_kind
 from latentkit.viz.traversal import traversal_rows
@@ -42,6 +46,15 @@ def _drawable(run) -> bool:
     return False
 
 
+def _hook_relay(run):
+    """The relay the trainer calls this run's hooks through, to call ``latentkit_log_images`` on whoever logs images.
+
+    ``Run`` does not carry its relay yet; until it does, the default plugin host's relay is the one every session uses.
+    """
+    relay = getattr(run, "hook", None)
+    return relay if relay is not None else default_host().hook
+
+
 def draw(run, step: int, scalars: dict | None = None):
     """Write the traversal grid of ``run.model`` at ``step``; returns the PNG's path (``None`` when the samples cannot
     be drawn)."""
@@ -56,12 +69,8 @@ def draw(run, step: int, scalars: dict | None = None):
     rows = traversal_rows(run.model, units, VALUES)
     image = sample_grid(sample_kind(run.model.image_shape), rows, row_labels=labels, title=f"step {step}")
     path = save_png(image, run.directory / FOLDER / f"traversals-step-{step:08d}.png")
-    writer = run.plugin_state.get("tensorboard")  # opened by the run_logging plugin, when present
-    if writer is not None:
-        import numpy as np
-
-        array = np.asarray(image.convert("RGB"))
-        writer.add_image("traversals", array, step, dataformats="HWC")
+    pixels = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
+    _hook_relay(run).latentkit_log_images(run=run, step=step, images={"traversals": pixels})
     state = run.plugin_state.setdefault(STATE, {})
     state["last"] = step
     return path
@@ -80,7 +89,7 @@ def latentkit_step_end(run, step, scalars):
         state["next"] = (step // every + 1) * every
 
 
-@hookimpl(tryfirst=True)  # before run_logging closes the TensorBoard writer
+@hookimpl
 def latentkit_run_end(run, status):
     state = run.plugin_state.get(STATE, {})
     if status == "completed" and _every(run) and state.get("last") != run.step:

@@ -1,8 +1,10 @@
-"""The plugin system: start-up validation, third-party registration, provenance, blocking, and a plugin-free core.
+"""The plugin system: start-up validation, broken plugins left out, third-party registration, provenance, blocking,
+explicit couplings between run-time plugins, and a plugin-free core.
 
 Why these tests: the plugin boundary is latentkit's architecture. A misspelt hook that is silently ignored, a duplicate
-name that silently shadows a built-in, or a core module that quietly imports a concrete plugin would each undo it
-without any other test noticing.
+name that silently shadows a built-in, one broken package that takes every command down, or a core module that quietly
+imports a concrete plugin would each undo it without any other test noticing. Each test works on a fresh
+:class:`PluginHost` where it can, so nothing leaks into the process's default host.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from latentkit.assembly.build import build_latent
 from latentkit.cli import main as cli_main
 from latentkit.assembly.specs import ModelSpec
 from latentkit.errors import PluginError, UnknownNameError
-from latentkit.plugins import block_plugin, get_registry, hookimpl, unblock_plugin
+from latentkit.plugins import PluginHost, PluginWarning, block_plugin, get_registry, hookimpl, unblock_plugin, use_host
+from latentkit.plugins import manager
 from latentkit.plugins.registry import KINDS
 from latentkit_plugins.gaussian import Gaussian
 
@@ -43,41 +46,64 @@ class ThirdPartyGaussian(Gaussian):
     family_name = "third_party_gaussian"
 
 
-# --- start-up validation -------------------------------------------------------------------------------------------
-def test_misspelt_hook_fails_at_start_up(plugins):
+def install(tmp_path: Path, monkeypatch, dist: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
+    """A distribution ``dist`` 1.0 on ``sys.path`` with ``[latentkit]`` entry points and the given module sources
+    (``{module_name: source}``; a module named in an entry point but not given here cannot be imported)."""
+    site = tmp_path / f"site-{dist}"
+    dist_info = site / f"{dist.replace('-', '_')}-1.0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+    (dist_info / "entry_points.txt").write_text(f"[latentkit]\n{lines}")
+    for module, source in modules.items():
+        (site / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(site))
+
+
+GOOD_PLUGIN = """
+from latentkit.plugins import hookimpl
+from latentkit_plugins.gaussian import Gaussian
+
+class Good(Gaussian):
+    family_name = "good_gaussian"
+
+@hookimpl
+def latentkit_register_families(registry):
+    registry.add("good_gaussian", Good)
+"""
+
+
+
+# --- plugins registered in code: the caller is right there, so they raise at once -----------------------------------
+def test_misspelt_hook_fails_at_registration():
+    host = PluginHost()
+
     @hookimpl
     def latentkit_register_familes(registry):  # sic: "familes"
         registry.add("never", ThirdPartyGaussian)
 
     with pytest.raises(PluginError) as info:
-        plugins.register(_module("typo_plugin", latentkit_register_familes=latentkit_register_familes), "typo_plugin")
+        host.register(_module("typo_plugin", latentkit_register_familes=latentkit_register_familes), "typo_plugin")
     message = str(info.value)
-    assert "latentkit_register_familes" in message and "latentkit_register_families" in message  # names the fix
-    assert "never" not in get_registry().families  # and nothing of it stays registered
+    assert "latentkit_register_familes" in message and "did you mean latentkit_register_families" in message
+    assert "never" not in host.registry.families and not host.failures  # nothing of it stays, nothing left broken
 
 
-def test_an_entry_point_that_cannot_be_imported_names_itself_and_the_fix(tmp_path, monkeypatch):
-    # What a stale editable install looks like: the distribution's metadata is found, its module is not.
-    dist_info = tmp_path / "stale_plugin-1.0.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: stale-plugin\nVersion: 1.0\n")
-    (dist_info / "entry_points.txt").write_text("[latentkit]\nstale = stale_plugin_moved_away.families\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    from latentkit.plugins.manager import make_plugin_manager
-
-    with pytest.raises(PluginError) as info:
-        make_plugin_manager()
-    message = str(info.value)
-    assert "stale = stale_plugin_moved_away.families" in message and "stale-plugin 1.0" in message
-    assert "No module named 'stale_plugin_moved_away'" in message and "pip install -e ." in message
-
-
-def test_unmarked_misspelt_hook_fails_at_start_up(plugins):
+def test_unmarked_misspelt_hook_fails_at_registration():
     def latentkit_register_familes(registry):
         registry.add("never", ThirdPartyGaussian)
 
-    with pytest.raises(PluginError):
-        plugins.register(_module("unmarked_typo", latentkit_register_familes=latentkit_register_familes), "unmarked")
+    with pytest.raises(PluginError, match="latentkit_register_familes"):
+        PluginHost().register(_module("unmarked_typo", latentkit_register_familes=latentkit_register_familes), "typo")
+
+
+def test_hook_with_an_argument_its_hook_does_not_give_is_malformed():
+    @hookimpl
+    def latentkit_register_families(registry, config):
+        registry.add("never", ThirdPartyGaussian)
+
+    with pytest.raises(PluginError, match="malformed.*config"):
+        PluginHost().register(_module("extra_arg", latentkit_register_families=latentkit_register_families), "x")
 
 
 def test_hook_that_raises_is_a_plugin_error(plugins):
@@ -89,13 +115,97 @@ def test_hook_that_raises_is_a_plugin_error(plugins):
         plugins.register(_module("raising", latentkit_register_families=latentkit_register_families), "raising")
 
 
-def test_non_identifier_name_is_a_plugin_error(plugins):
+def test_non_identifier_name_is_a_plugin_error():
     @hookimpl
     def latentkit_register_families(registry):
         registry.add("von mises", ThirdPartyGaussian)
 
     with pytest.raises(PluginError, match="identifier"):
-        plugins.register(_module("badname", latentkit_register_families=latentkit_register_families), "badname")
+        PluginHost().register(_module("badname", latentkit_register_families=latentkit_register_families), "badname")
+
+
+# --- installed plugins that are broken: reported and left out, everything else works --------------------------------
+def test_an_entry_point_that_cannot_be_imported_is_left_out_naming_itself_and_the_fix(tmp_path, monkeypatch):
+    # What a stale editable install looks like: the distribution's metadata is found, its module is not.
+    install(tmp_path, monkeypatch, "stale-plugin", {"stale": "stale_plugin_moved_away.families"}, {})
+    host = PluginHost()
+    with pytest.warns(PluginWarning, match="stale"):
+        (failure,) = host.failures
+    assert (failure.plugin, failure.distribution, failure.version) == ("stale", "stale-plugin", "1.0")
+    message = failure.message
+    assert "stale = stale_plugin_moved_away.families" in message and "stale-plugin 1.0" in message
+    assert "No module named 'stale_plugin_moved_away'" in message and "pip install -e ." in message
+    assert "-p no:stale" in message and "LATENTKIT_DISABLE_PLUGINS=stale" in message
+    assert host.registry.families.get("gaussian") is Gaussian  # everything else is there
+
+
+def test_a_plugin_whose_module_raises_on_import_is_left_out(tmp_path, monkeypatch):
+    install(tmp_path, monkeypatch, "raising-plugin", {"raiser": "raising_plugin_mod", "good": "good_plugin_mod"},
+            {"raising_plugin_mod": "raise RuntimeError('needs CUDA 13')\n", "good_plugin_mod": GOOD_PLUGIN})
+    host = PluginHost()
+    with pytest.warns(PluginWarning):
+        (failure,) = host.failures
+    assert failure.plugin == "raiser" and "RuntimeError: needs CUDA 13" in failure.problem
+    assert "reinstall or uninstall" in failure.fix and "pip install -e ." not in failure.fix  # not a stale install
+    entry = host.registry.families.entry("good_gaussian")  # the same distribution's good plugin still loads
+    assert (entry.source.plugin, entry.source.distribution, entry.source.version) == ("good", "raising-plugin", "1.0")
+
+
+def test_a_malformed_installed_plugin_is_left_out_with_its_hooks(tmp_path, monkeypatch):
+    source = GOOD_PLUGIN + "\n@hookimpl\ndef latentkit_step_ned(run, step, scalars):\n    pass\n"
+    install(tmp_path, monkeypatch, "typo-plugin", {"typo": "typo_plugin_mod"}, {"typo_plugin_mod": source})
+    host = PluginHost()
+    with pytest.warns(PluginWarning):
+        (failure,) = host.failures
+    assert "latentkit_step_ned (did you mean latentkit_step_end?)" in failure.problem
+    assert "good_gaussian" not in host.registry.families  # left out whole: its good hook too
+    assert host.plugin_manager.get_plugin("typo") is None
+
+
+def test_an_installed_plugin_whose_registration_raises_is_left_out_with_its_run_time_hooks(tmp_path, monkeypatch):
+    source = (GOOD_PLUGIN + "\n@hookimpl\ndef latentkit_register_metrics(registry):\n    raise KeyError('x')\n"
+              "\n@hookimpl\ndef latentkit_step_end(run, step, scalars):\n    raise AssertionError('never called')\n")
+    install(tmp_path, monkeypatch, "half-plugin", {"half": "half_plugin_mod"}, {"half_plugin_mod": source})
+    host = PluginHost()
+    with pytest.warns(PluginWarning):
+        (failure,) = host.failures
+    assert "failed while registering metrics: KeyError" in failure.problem
+    assert "good_gaussian" not in host.registry.families  # all or nothing: its families were not kept either
+    assert "half" not in [impl.plugin_name for impl in host.hook.latentkit_step_end.get_hookimpls()]  # nor its hooks
+    assert "progress" in [impl.plugin_name for impl in host.hook.latentkit_step_end.get_hookimpls()]
+    assert "accuracy" in host.registry.metrics
+
+
+def test_an_installed_plugin_shadowing_a_builtin_is_left_out(tmp_path, monkeypatch):
+    source = GOOD_PLUGIN.replace('registry.add("good_gaussian", Good)',
+                                 'registry.add("good_gaussian", Good)\n    registry.add("gaussian", Good)')
+    install(tmp_path, monkeypatch, "shadow-plugin", {"shadow": "shadow_plugin_mod"}, {"shadow_plugin_mod": source})
+    host = PluginHost()
+    with pytest.warns(PluginWarning):
+        (failure,) = host.failures
+    assert "'gaussian'" in failure.problem and "shadow" in failure.problem and "latentkit" in failure.problem
+    assert host.registry.families.get("gaussian") is Gaussian and "good_gaussian" not in host.registry.families
+
+
+def test_registration_goes_through_pluggy_one_plugin_at_a_time(monkeypatch):
+    """The registry is filled by calling the hooks through pluggy (monitoring, wrappers and tracing see the calls), each
+    call with a single plugin's implementation, so each entry records its own plugin."""
+    calls = []
+    original = manager._PluginManager.__init__
+
+    def monitored(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.add_hookcall_monitoring(
+            lambda name, impls, kwargs: calls.append((name, [impl.plugin_name for impl in impls])),
+            lambda outcome, name, impls, kwargs: None,
+        )
+
+    monkeypatch.setattr(manager._PluginManager, "__init__", monitored)
+    registry = PluginHost().registry
+    family_calls = [plugins for name, plugins in calls if name == "latentkit_register_families"]
+    assert ["gaussian"] in family_calls and ["gumbel_softmax"] in family_calls
+    assert all(len(plugins) == 1 for _, plugins in calls)
+    assert registry.families.entry("gumbel_softmax").source.plugin == "gumbel_softmax"
 
 
 # --- third-party registration and provenance ------------------------------------------------------------------------
@@ -171,11 +281,14 @@ def test_builtins_come_from_the_entry_point_group_of_the_latentkit_distribution(
 
 
 def test_cli_plugins_json_lists_every_kind_with_distribution_and_version(capsys):
-    """An object with one list per kind: ``{"families": [{"name", "distribution", "version", "plugin"}, ...], ...}``."""
+    """An object with one list per kind, ``{"families": [{"name", "distribution", "version", "plugin"}, ...], ...}``,
+    and ``"broken"``, the plugins left out."""
     assert cli_main(["plugins", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
     assert isinstance(listing, dict)
-    assert set(listing) == set(KINDS) == {"families", "objectives", "networks", "schedules", "datasets", "metrics"}
+    assert set(listing) == {*KINDS, "broken"} == {"families", "objectives", "networks", "schedules", "datasets",
+                                                  "metrics", "broken"}
+    assert listing["broken"] == []
     registry = get_registry()
     for kind in KINDS:
         assert [entry["name"] for entry in listing[kind]] == registry.kinds[kind].names()
@@ -186,12 +299,11 @@ def test_cli_plugins_json_lists_every_kind_with_distribution_and_version(capsys)
     assert {"gaussian", "gumbel_softmax"} <= {entry["name"] for entry in listing["families"]}
 
 
-def test_cli_plugins_json_keeps_a_kind_with_nothing_registered(plugins, capsys):
+def test_cli_plugins_json_keeps_a_kind_with_nothing_registered(capsys):
     """Every kind's key is always there, so a consumer can index it without checking."""
-    plugins.block("schedules")  # the only plugin that registers schedules
-    assert cli_main(["plugins", "--json"]) == 0
+    assert cli_main(["-p", "no:schedules", "plugins", "--json"]) == 0  # the only plugin that registers schedules
     listing = json.loads(capsys.readouterr().out)
-    assert listing["schedules"] == [] and set(listing) == set(KINDS)
+    assert listing["schedules"] == [] and set(listing) == {*KINDS, "broken"}
     assert listing["families"]
 
 
@@ -201,16 +313,94 @@ def test_cli_plugins_text_shows_every_kind(capsys):
     assert all(f"{kind}:" in out for kind in KINDS)
 
 
-def test_block_plugin_removes_a_builtin():
+def test_cli_plugins_lists_a_broken_plugin_and_exits_1(tmp_path, monkeypatch, capsys):
+    install(tmp_path, monkeypatch, "stale-plugin", {"stale": "stale_plugin_moved_away.families"}, {})
+    with use_host(PluginHost()):
+        assert cli_main(["plugins"]) == 1
+        out = capsys.readouterr().out
+        assert "broken (left out):" in out and "'stale' from stale-plugin 1.0" in out and "No module named" in out
+        assert "gaussian" in out  # everything else is listed
+        assert cli_main(["plugins", "--json"]) == 1
+        (broken,) = json.loads(capsys.readouterr().out)["broken"]
+    assert broken["plugin"] == "stale" and broken["distribution"] == "stale-plugin" and broken["version"] == "1.0"
+    assert "ModuleNotFoundError" in broken["problem"] and "pip install -e ." in broken["fix"]
+
+
+# --- blocking ---------------------------------------------------------------------------------------------------------
+def test_a_blocked_builtin_is_left_out():
+    host = PluginHost(blocked=["gaussian"])
+    assert "gaussian" not in host.registry.families and "gumbel_softmax" in host.registry.families
+    with pytest.raises(UnknownNameError):
+        host.registry.families.get("gaussian")
+    host.unblock("gaussian")  # the host reloads when its plugins change
+    assert host.registry.families.get("gaussian") is Gaussian
+
+
+def test_block_plugin_acts_on_the_default_host():
     block_plugin("gaussian")
     try:
-        families = get_registry().families
-        assert "gaussian" not in families and "gumbel_softmax" in families
-        with pytest.raises(UnknownNameError):
-            families.get("gaussian")
+        assert "gaussian" not in get_registry().families
     finally:
         unblock_plugin("gaussian")
     assert get_registry().families.get("gaussian") is Gaussian
+
+
+def test_dash_p_no_name_blocks_a_plugin_for_one_command(capsys):
+    assert cli_main(["-p", "no:gaussian", "-p", "no:laplace", "plugins", "--json"]) == 0
+    families = {entry["name"] for entry in json.loads(capsys.readouterr().out)["families"]}
+    assert "gaussian" not in families and "laplace" not in families and "gumbel_softmax" in families
+    assert "gaussian" in get_registry().families  # the default host is untouched afterwards
+
+
+def test_the_environment_variable_blocks_plugins(monkeypatch, capsys):
+    monkeypatch.setenv("LATENTKIT_DISABLE_PLUGINS", "gaussian, laplace")
+    assert cli_main(["plugins", "--json"]) == 0
+    families = {entry["name"] for entry in json.loads(capsys.readouterr().out)["families"]}
+    assert "gaussian" not in families and "laplace" not in families and "gumbel_softmax" in families
+    assert PluginHost.from_environment().blocked == {"gaussian", "laplace"}
+
+
+def test_blocking_an_unknown_name_with_dash_p_is_an_error_listing_the_plugins(capsys):
+    assert cli_main(["-p", "no:gausian", "plugins"]) == 2
+    err = capsys.readouterr().err
+    assert "no plugin is named 'gausian'" in err and "Did you mean 'gaussian'?" in err and "jointvae_objective" in err
+    assert cli_main(["-p", "gaussian", "plugins"]) == 2
+    assert "-p takes no:NAME" in capsys.readouterr().err
+
+
+def test_an_unknown_name_in_the_environment_variable_is_a_warning(monkeypatch, capsys):
+    """It may name a plugin uninstalled since: every command must not stop for it."""
+    monkeypatch.setenv("LATENTKIT_DISABLE_PLUGINS", "uninstalled_long_ago")
+    assert cli_main(["plugins"]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "'uninstalled_long_ago'" in err and "ignored" in err
+
+
+# --- couplings between run-time plugins are hooks, not shared state or order -----------------------------------------
+@pytest.mark.parametrize("order", ["logging_first", "figures_first"])
+def test_training_figures_reach_tensorboard_whatever_the_plugin_order(order, tmp_path, two_channel_model):
+    """training_figures calls latentkit_log_images; run_logging writes the images and closes its writer after every
+    other latentkit_run_end (a wrapper), so the figure drawn at the end of a run is logged in either order."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from latentkit_plugins import run_logging, training_figures
+
+    pair = [("run_logging", run_logging), ("training_figures", training_figures)]
+    host = PluginHost(entry_points=False, plugins=dict(pair if order == "logging_first" else pair[::-1]))
+    run = types.SimpleNamespace(
+        directory=tmp_path, config={"experiment": {"train": {"figures_every": 100}}}, model=two_channel_model,
+        plugin_state={}, resumed_from=None, quiet=True, step=7, total_steps=7, hook=host.hook,
+    )
+    host.hook.latentkit_run_start(run=run)
+    host.hook.latentkit_step_end(run=run, step=7, scalars={"loss": 1.0})
+    host.hook.latentkit_run_end(run=run, status="completed")  # training_figures draws its final figure here
+    assert run.plugin_state.get("tensorboard") is None  # closed
+    events = EventAccumulator(str(tmp_path / run_logging.TENSORBOARD_DIR))
+    events.Reload()
+    images = events.Images("traversals")
+    assert [image.step for image in images] == [7] and images[0].width > 0 and images[0].height > 0
+    assert [s.step for s in events.Scalars("loss")] == [7]
+    assert (tmp_path / training_figures.FOLDER / "traversals-step-00000007.png").is_file()
 
 
 # --- the core imports no concrete plugin ----------------------------------------------------------------------------

@@ -15,8 +15,18 @@ entry-point group as third-party ones::
     def latentkit_register_families(registry):
         registry.add("vonmises", VonMisesFamily)
 
-A function named ``latentkit_...`` that matches no hook below makes start-up fail (a misspelt hook is never silently
-ignored).
+A function named ``latentkit_...`` that matches no hook below (a misspelt hook), or an implementation taking an
+argument its hook does not give, makes the plugin *malformed*: it is never silently half-used. As a plugin that cannot
+be imported or whose registration hook raises, it is left out whole and reported (:class:`~latentkit.plugins.PluginHost`
+records it in ``failures``); ``latentkit plugins`` and ``latentkit check-plugin`` list it and exit with status 1, so
+its author notices, while commands that do not need it keep working. A plugin registered in code
+(``register_plugin``) raises :class:`~latentkit.errors.PluginError` at once instead.
+
+Plugins talk to each other only through hooks, never through shared state or the order they run in: a plugin that
+produces something another may record (a figure) *calls* a hook for it through the run's hook relay, and whoever
+records it implements that hook (``latentkit_log_images`` below: ``training_figures`` calls it, ``run_logging`` writes
+the images to TensorBoard). A plugin that must act after every other implementation of a hook says so with
+``@hookimpl(wrapper=True)`` (``run_logging`` closes its files after every other ``latentkit_run_end``).
 """
 
 from __future__ import annotations
@@ -85,3 +95,13 @@ def latentkit_checkpoint(run, step, folder):
 @hookspec
 def latentkit_run_end(run, status):
     """The run ends; ``status`` is "completed", "interrupted" or "failed"."""
+
+
+@hookspec
+def latentkit_log_images(run, step, images):
+    """Images made at ``step`` for the run's logs: ``{tag: uint8 Tensor of shape (3, H, W)}`` (RGB).
+
+    Called by plugins, not by the trainer: a plugin that draws a figure (``training_figures``) calls it through the
+    run's hook relay; a logger (``run_logging``: TensorBoard) implements it. Neither knows about the other, and either
+    may be absent. Called between ``latentkit_run_start`` and the end of ``latentkit_run_end``.
+    """

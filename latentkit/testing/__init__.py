@@ -9,15 +9,15 @@ A plugin author checks a new family with one call, or one test class::
     class TestMyFamily(FamilyConformance):       # one pytest test per check and example config
         family_cls = MyFamily
 
-Needs Hypothesis (``pip install 'latentkit[dev]'``). :mod:`latentkit.testing.examples` holds a small family whose prior
-depends on another channel (a mixture of Gaussians indexed by a categorical), as a worked example of ``depends_on``.
+Needs Hypothesis (``pip install "latentkit[testing]"``, which also brings pytest for the test classes).
+:mod:`latentkit.testing.examples` holds a small family whose prior depends on another channel (a mixture of Gaussians indexed by a categorical), as a worked example of ``depends_on``.
 """
 
 try:
     import hypothesis  # noqa: F401
-except ImportError as exc:  # pragma: no cover - only without the dev extra
+except ImportError as exc:  # pragma: no cover - only without the testing extra
     raise ImportError(
-        "latentkit.testing needs Hypothesis; install the dev extra: pip install 'latentkit[dev]'"
+        'latentkit.testing needs Hypothesis; install the testing extra: pip install "latentkit[testing]"'
     ) from exc
 
 from latentkit.testing.conformance import (
