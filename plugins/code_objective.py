@@ -37,17 +37,19 @@ never split across threads or processes.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from latentkit.assembly.build import build_extension
 from latentkit.core import JointLatent, ModelOutput, Objective
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
+from latentkit.validation import Rule, check, non_negative_float, non_negative_int, positive_float, positive_int
+
+#: a term's weight: 0 turns the term off
+WEIGHT = Rule(non_negative_float.test, "a finite non-negative number (0 turns the term off)", "10.0", float)
 
 #: log(α + EPS): the categorical's probabilities may be exactly 0 in float32
 EPS = 1e-12
@@ -130,9 +132,7 @@ def pair_mutual_information(alpha: Tensor, alpha_pair: Tensor) -> Tensor:
 
 
 def _weight(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
-        raise ConfigError(f"jointvae_code {name} must be a finite non-negative number (0 turns the term off), got {value!r}")
-    return float(value)
+    return check(name, value, WEIGHT, owner="jointvae_code")
 
 
 class DiscreteCodeObjective(Objective):
@@ -172,13 +172,12 @@ class DiscreteCodeObjective(Objective):
             "assignment": _weight("assignment_weight", assignment_weight),
             "mutual_information": _weight("mutual_information_weight", mutual_information_weight),
         }
-        if isinstance(warmup, bool) or not isinstance(warmup, numbers.Integral) or warmup < 0:
-            raise ConfigError(f"jointvae_code warmup must be a whole number of steps >= 0, got {warmup!r}")
-        if isinstance(sinkhorn_iterations, bool) or not isinstance(sinkhorn_iterations, numbers.Integral) or sinkhorn_iterations < 1:
-            raise ConfigError(f"jointvae_code sinkhorn_iterations must be a whole number >= 1, got {sinkhorn_iterations!r}")
-        if not _weight("sinkhorn_epsilon", sinkhorn_epsilon) > 0:
-            raise ConfigError("jointvae_code sinkhorn_epsilon must be > 0 (0.05 sharpens q(c|x) as SwAV does)")
-        self.warmup, self.iterations, self.epsilon = int(warmup), int(sinkhorn_iterations), float(sinkhorn_epsilon)
+        self.warmup = check("warmup", warmup, non_negative_int, owner="jointvae_code", example="1000")
+        self.iterations = check("sinkhorn_iterations", sinkhorn_iterations, positive_int, owner="jointvae_code",
+                                example="3")
+        # 0.05 sharpens q(c|x) as SwAV does
+        self.epsilon = check("sinkhorn_epsilon", sinkhorn_epsilon, positive_float, owner="jointvae_code",
+                             example="0.05")
         self.augment = self._augment_options(augment)
         self.mixture = self._mixture_channel() if self.weights["assignment"] else None
         self.divisor = float(getattr(base, "divisor", 1.0))
@@ -282,9 +281,9 @@ class DiscreteCodeObjective(Objective):
         return self.model.encode(moved)[self.channel]["alpha"].float()
 
 
-def build_code_objective(latent: JointLatent, image_shape: tuple[int, ...], registry, **options) -> DiscreteCodeObjective:
+def build_code_objective(registry, latent: JointLatent, image_shape: tuple[int, ...], **options) -> DiscreteCodeObjective:
     """Options of :class:`DiscreteCodeObjective`; ``terms`` and every other option as for ``jointvae``."""
-    return build_extension("jointvae", DiscreteCodeObjective, latent, image_shape, registry, options)
+    return registry.extend_objective("jointvae", DiscreteCodeObjective, latent=latent, image_shape=image_shape, **options)
 
 
 @hookimpl

@@ -10,14 +10,13 @@ ReLUs work in place (their backward needs only their output): the same values, o
 
 from __future__ import annotations
 
-import numbers
-
 from einops.layers.torch import Rearrange
 from torch import nn
 
 from latentkit.core import ImageShape, NetworkFamily
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
+from latentkit.validation import check, positive_int
 
 SUPPORTED_SIZES = (32, 64)
 
@@ -36,9 +35,7 @@ class JointVAEConv(NetworkFamily):
     network_name = "jointvae_conv"
 
     def __init__(self, hidden: int = 256):
-        if isinstance(hidden, bool) or not isinstance(hidden, numbers.Integral) or hidden < 1:
-            raise ConfigError(f"jointvae_conv hidden must be a positive whole number (default 256), got {hidden!r}")
-        self.hidden = int(hidden)
+        self.hidden = check("hidden", hidden, positive_int, owner="jointvae_conv", example="256")
 
     @staticmethod
     def check_image_shape(image_shape: ImageShape) -> tuple[int, int]:

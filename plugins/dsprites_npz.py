@@ -35,8 +35,9 @@ import torch
 
 from latentkit.data.ground_truth import ArrayGroundTruth, GroundTruthData
 from latentkit.data.provider import DatasetProvider, ImageData, missing_data, resolve_root
-from latentkit.errors import ConfigError, DataError
+from latentkit.errors import DataError
 from latentkit.plugins import hookimpl
+from latentkit.validation import check, one_of, optional
 from latentkit_plugins.procedural_dsprites import (
     DISCRETE_FACTORS,
     FACTOR_NAMES as GT_FACTOR_NAMES,
@@ -126,12 +127,9 @@ class DSprites(DatasetProvider):
     splits = ("train",)
 
     def __init__(self, label_factor: str | None = None, source: str = "npz", n: int | None = None, seed: int = 0):
-        if label_factor is not None and label_factor not in FACTOR_NAMES:
-            raise ConfigError(f"dsprites label_factor must be one of {list(FACTOR_NAMES)} or None, got {label_factor!r}")
-        if source not in SOURCES:
-            raise ConfigError(f"dsprites source must be one of {list(SOURCES)}, got {source!r}")
-        self.label_factor = label_factor
-        self.source = source
+        self.label_factor = check("label_factor", label_factor, optional(one_of(*FACTOR_NAMES), "no labels"),
+                                  owner="dsprites")
+        self.source = check("source", source, one_of(*SOURCES), owner="dsprites")
         self.n, self.seed = check_subset_options("dsprites", n, seed)
 
     @property

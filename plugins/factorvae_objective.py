@@ -19,8 +19,6 @@ objective's ``seed`` and the step, so a resumed run draws the same one.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 
 import torch
@@ -28,10 +26,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from latentkit.assembly.build import build_extension
 from latentkit.core import JointLatent, ModelOutput, Objective
-from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
+from latentkit.validation import Rule, check, non_negative_float, non_negative_int, positive_int
+
+#: Adam's betas for the discriminator: two numbers in [0, 1)
+BETAS = Rule(
+    lambda v: isinstance(v, Sequence) and not isinstance(v, str) and len(v) == 2
+    and all(non_negative_float.test(b) and b < 1 for b in v),
+    "two numbers in [0, 1)", "[0.5, 0.9]",
+)
 
 
 class Discriminator(nn.Module):
@@ -73,14 +77,6 @@ def permute_units(z: Tensor, columns: Sequence[slice], generator: torch.Generato
     return torch.cat(parts, dim=1)
 
 
-def _number(name: str, value: object, low: float = 0.0, integer: bool = False) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Integral if integer else numbers.Real)
-    if not ok or not low <= value < math.inf:
-        kind = "whole number" if integer else "number"
-        raise ConfigError(f"factorvae {name} must be a finite {kind} >= {low:g}, got {value!r}")
-    return value
-
-
 class FactorVAEObjective(Objective):
     objective_name = "factorvae"
 
@@ -97,14 +93,13 @@ class FactorVAEObjective(Objective):
     ):
         self.base = base
         self.latent = latent
-        self.tc_weight = float(_number("tc_weight", tc_weight))
-        hidden = int(_number("discriminator_hidden", discriminator_hidden, 1, integer=True))
-        layers = int(_number("discriminator_layers", discriminator_layers, 1, integer=True))
-        lr = float(_number("discriminator_lr", discriminator_lr))
-        betas = tuple(float(b) for b in discriminator_betas) if isinstance(discriminator_betas, Sequence) else ()
-        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-            raise ConfigError(f"factorvae discriminator_betas must be two numbers in [0, 1), got {discriminator_betas!r}")
-        self.seed = int(_number("seed", seed, integer=True))
+        self.tc_weight = check("tc_weight", tc_weight, non_negative_float, owner="factorvae", example="10.0")
+        hidden = check("discriminator_hidden", discriminator_hidden, positive_int, owner="factorvae", example="1000")
+        layers = check("discriminator_layers", discriminator_layers, positive_int, owner="factorvae", example="6")
+        lr = check("discriminator_lr", discriminator_lr, non_negative_float, owner="factorvae", example="1e-4")
+        check("discriminator_betas", discriminator_betas, BETAS, owner="factorvae", example="[0.5, 0.9]")
+        betas = tuple(float(b) for b in discriminator_betas)
+        self.seed = check("seed", seed, non_negative_int, owner="factorvae")
         self.discriminator = Discriminator(latent.sample_size, hidden, layers)
         self.options = {"lr": lr, "betas": betas}
         self.columns = unit_columns(latent)
@@ -141,9 +136,9 @@ class FactorVAEObjective(Objective):
         return logs
 
 
-def build_factorvae_objective(latent: JointLatent, image_shape: tuple[int, ...], registry, **options) -> FactorVAEObjective:
+def build_factorvae_objective(registry, latent: JointLatent, image_shape: tuple[int, ...], **options) -> FactorVAEObjective:
     """Options of :class:`FactorVAEObjective`, and ``terms`` and every other option as for ``jointvae``."""
-    return build_extension("jointvae", FactorVAEObjective, latent, image_shape, registry, options)
+    return registry.extend_objective("jointvae", FactorVAEObjective, latent=latent, image_shape=image_shape, **options)
 
 
 @hookimpl

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import torch
 
-from latentkit.data.images import check_optional_int, check_positive_int, find_images, load_image_files
+from latentkit.data.images import find_images, load_image_files
 from latentkit.data.provider import DatasetProvider, ImageData, missing_data, resolve_root
 from latentkit.errors import DataError
 from latentkit.plugins import hookimpl
+from latentkit.validation import check, optional, positive_int
 
 CELEBA_URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 CHAIRS_URL = "https://www.di.ens.fr/willow/research/seeing3Dchairs/"
@@ -34,8 +35,8 @@ class CelebA(DatasetProvider):
     _partition = {"train": 0, "valid": 1, "test": 2}
 
     def __init__(self, size: int = 64, crop: int | None = 148):
-        self.size = check_positive_int(size, "celeba size")
-        self.crop = check_optional_int(crop, "celeba crop")
+        self.size = check("size", size, positive_int, owner="celeba", example="64")
+        self.crop = check("crop", crop, optional(positive_int, "no crop"), owner="celeba", example="148")
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -95,8 +96,8 @@ class Chairs(DatasetProvider):
     splits = ("train",)
 
     def __init__(self, size: int = 64, crop: int | None = None):
-        self.size = check_positive_int(size, "chairs size")
-        self.crop = check_optional_int(crop, "chairs crop")
+        self.size = check("size", size, positive_int, owner="chairs", example="64")
+        self.crop = check("crop", crop, optional(positive_int, "no crop"), owner="chairs", example="148")
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

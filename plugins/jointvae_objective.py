@@ -35,7 +35,6 @@ annealed-capacity β-VAE of Burgess et al. is one Gaussian channel with a ``line
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 
 import torch
@@ -45,6 +44,7 @@ from torch import Tensor
 from latentkit.core import CapacitySchedule, JointLatent, ModelOutput, StatisticsObjective
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
+from latentkit.validation import check, non_negative_float, one_of, positive_float
 
 SCALES = ("pixels", "none")
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -80,20 +80,12 @@ class JointVAEObjective(StatisticsObjective):
                 f"{latent.names}, terms given for {list(terms)} (missing {missing}, unknown {extra})"
             )
         for name, (gamma, _) in terms.items():
-            if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0 <= gamma < math.inf:
-                raise ConfigError(f"gamma of channel {name!r} must be a finite non-negative number, got {gamma!r}")
-        if scale not in SCALES:
-            raise ConfigError(f"jointvae scale must be one of {SCALES}, got {scale!r}")
-        if likelihood not in LIKELIHOODS:
-            raise ConfigError(
-                f"jointvae likelihood must be one of {LIKELIHOODS} ('bernoulli' for data in [0, 1] such as images, "
-                f"'gaussian' for real-valued data), got {likelihood!r}"
-            )
-        if isinstance(sigma, bool) or not isinstance(sigma, numbers.Real) or not 0 < sigma < math.inf:
-            raise ConfigError(
-                f"jointvae sigma (the Gaussian likelihood's standard deviation) must be a positive number such as "
-                f"{DEFAULT_SIGMA}, got {sigma!r}"
-            )
+            check("gamma", gamma, non_negative_float, owner=f"jointvae term of channel {name!r}", example="30.0")
+        check("scale", scale, one_of(*SCALES), owner="jointvae")
+        # 'bernoulli' for data in [0, 1] such as images, 'gaussian' for real-valued data
+        check("likelihood", likelihood, one_of(*LIKELIHOODS), owner="jointvae")
+        # the Gaussian likelihood's standard deviation
+        check("sigma", sigma, positive_float, owner="jointvae", example=str(DEFAULT_SIGMA))
         shape = tuple(int(v) for v in image_shape)
         self.latent = latent
         self.terms = {name: (float(terms[name][0]), terms[name][1]) for name in latent.names}
@@ -197,11 +189,10 @@ def build_jointvae_objective(
                 f"options of capacity schedule {cap['name']!r} of channel {name!r} must be a mapping such as {{'c_max': 5.0, 'steps': 25000}}, "
                 f"got {options!r}"
             )
-        schedule_cls = registry.schedules.get(cap["name"])
         try:
-            schedule = schedule_cls(**options)
-        except TypeError as exc:
-            raise ConfigError(f"capacity schedule {cap['name']!r} of channel {name!r}: {exc}") from None
+            schedule = registry.schedules.build(cap["name"], options)
+        except ConfigError as exc:
+            raise ConfigError(f"channel {name!r}: {exc}") from None
         built[name] = (term["gamma"], schedule)
     return JointVAEObjective(
         latent, image_shape, built, scale=scale, channel_mean_compat=channel_mean_compat, likelihood=likelihood,

@@ -34,10 +34,11 @@ from latentkit.errors import ConfigError
 from latentkit.metrics import correlation, dci, factorvae, mig, sap
 from latentkit.metrics.mig import compute_mig
 from latentkit.metrics.accuracy import cluster_accuracy, combine_categories, kmeans_clusters
-from latentkit.metrics.base import GroundTruthMetric, ModelRepresentation, check_bool, check_positive_int, resolve_options
+from latentkit.metrics.base import GroundTruthMetric, ModelRepresentation, resolve_options
 from latentkit.metrics.kl import kl_ranking
 from latentkit.metrics.reconstruction import reconstruction
 from latentkit.plugins import hookimpl
+from latentkit.validation import at_least, boolean, check, positive_int
 
 
 def encode_categories(model: nn.Module, data: ImageData, batch_size: int = 1000, device: str | torch.device = "cpu"):
@@ -49,8 +50,7 @@ def encode_categories(model: nn.Module, data: ImageData, batch_size: int = 1000,
             f"the accuracy metric needs a discrete latent channel (e.g. gumbel_softmax), but this model's channels "
             f"are {names}"
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch size must be a positive whole number, got {batch_size!r}")
+    check("batch_size", batch_size, positive_int, example="1000")
     sizes = [k for _, family in discrete for k in family.unit_sizes()]
     was_training = model.training
     model.eval()
@@ -98,7 +98,7 @@ def kmeans_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000, d
                     **options) -> dict:
     """``accuracy``'s scores for a k-means of the continuous means (``clusters`` 0: one per label value)."""
     opts = resolve_options("kmeans-accuracy", KMEANS_DEFAULTS, options)
-    k = check_positive_int("kmeans-accuracy", "clusters", opts["clusters"], minimum=0)
+    k = check("clusters", opts["clusters"], at_least(0), owner="kmeans-accuracy")
     codes, is_discrete, _, labels = _encode_labelled(model, data, batch_size, device, "kmeans-accuracy")
     k = k or int(len(torch.unique(torch.as_tensor(labels))))
     if is_discrete.all():
@@ -106,9 +106,9 @@ def kmeans_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000, d
                           "accuracy metric for its discrete code")
     clusters = kmeans_clusters(
         codes[:, ~is_discrete], k,
-        seed=check_positive_int("kmeans-accuracy", "seed", opts["seed"], minimum=0),
-        n_init=check_positive_int("kmeans-accuracy", "n_init", opts["n_init"]),
-        standardize=check_bool("kmeans-accuracy", "standardize", opts["standardize"]),
+        seed=check("seed", opts["seed"], at_least(0), owner="kmeans-accuracy"),
+        n_init=check("n_init", opts["n_init"], positive_int, owner="kmeans-accuracy"),
+        standardize=check("standardize", opts["standardize"], boolean, owner="kmeans-accuracy"),
     )
     return {**cluster_accuracy(clusters, labels), "clusters": k}
 
@@ -129,7 +129,7 @@ def label_mig(model: nn.Module, data: ImageData, batch_size: int = 1000, device:
     spread over several continuous units has a low top share and gap.
     """
     opts = resolve_options("label-mig", LABEL_MIG_DEFAULTS, options)
-    bins = check_positive_int("label-mig", "num_bins", opts["num_bins"], minimum=2)
+    bins = check("num_bins", opts["num_bins"], at_least(2), owner="label-mig")
     codes, is_discrete, names, labels = _encode_labelled(model, data, batch_size, device, "label-mig")
     label_index = torch.unique(torch.as_tensor(labels), return_inverse=True)[1].numpy()[:, None]
     result = compute_mig(codes, is_discrete, label_index, bins, names, ("label",))

@@ -13,21 +13,15 @@ under the Gaussian likelihood.
 from __future__ import annotations
 
 import math
-import numbers
 
 from torch import nn
 
 from latentkit.core import ImageShape, NetworkFamily
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
+from latentkit.validation import check, one_of, positive_int
 
 OUTPUTS = ("sigmoid", "identity")
-
-
-def _positive_int(value: object, name: str, default: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ConfigError(f"mlp option {name} must be a positive whole number (default {default}), got {value!r}")
-    return int(value)
 
 
 def _sample_shape(image_shape: ImageShape) -> tuple[int, ...]:
@@ -51,13 +45,10 @@ class MLP(NetworkFamily):
     network_name = "mlp"
 
     def __init__(self, hidden: int = 256, layers: int = 2, output: str = "sigmoid"):
-        self.hidden = _positive_int(hidden, "hidden", 256)
-        self.layers = _positive_int(layers, "layers", 2)
-        if output not in OUTPUTS:
-            raise ConfigError(
-                f"mlp option output must be 'sigmoid' (data in [0, 1]) or 'identity' (real-valued data), got {output!r}"
-            )
-        self.output = output
+        self.hidden = check("hidden", hidden, positive_int, owner="mlp", example="256")
+        self.layers = check("layers", layers, positive_int, owner="mlp", example="2")
+        # 'sigmoid' for data in [0, 1], 'identity' for real-valued data
+        self.output = check("output", output, one_of(*OUTPUTS), owner="mlp")
 
     def _stack(self, in_features: int) -> list[nn.Module]:
         """The hidden layers: Linear + ReLU, ``layers`` times, from ``in_features`` to ``hidden``."""

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import math
 import os
-import numbers
 
 import torch
 from torch import Tensor
@@ -45,6 +44,7 @@ from latentkit.data.ground_truth import GroundTruthData
 from latentkit.data.provider import DatasetProvider, ImageData
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
+from latentkit.validation import check, integer, optional, positive_int
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "posX", "posY")
 FACTOR_SIZES = (3, 6, 40, 32, 32)
@@ -331,11 +331,8 @@ def subset_indices(n: int | None, seed: int, total: int = NUM_IMAGES) -> Tensor 
 
 
 def check_subset_options(dataset: str, n: object, seed: object) -> tuple[int | None, int]:
-    if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
-        raise ConfigError(f"{dataset} option n must be a positive whole number or None (all images), got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ConfigError(f"{dataset} option seed must be a whole number, got {seed!r}")
-    return (None if n is None else int(n)), int(seed)
+    n = check("n", n, optional(positive_int, "all images"), owner=dataset, example="1000")
+    return n, check("seed", seed, integer, owner=dataset)
 
 
 class DSpritesProcedural(DatasetProvider):

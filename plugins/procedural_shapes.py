@@ -15,7 +15,6 @@ all. :meth:`Shapes.ground_truth` is the whole grid, for disentanglement metrics.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 
 import torch
@@ -23,8 +22,8 @@ from torch import Tensor
 
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.data.provider import GridDatasetProvider
-from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
+from latentkit.validation import at_least, check
 
 FACTORS = ("shape", "scale", "rotation", "pos_x", "pos_y")
 FACTOR_SIZES = (3, 6, 8, 8, 8)
@@ -107,11 +106,7 @@ class Shapes(GridDatasetProvider):
 
     def __init__(self, n: int | None = None, size: int = 32, seed: int = 0):
         super().__init__(n, seed)
-        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
-            raise ConfigError(f"shapes data set option size must be a positive whole number, got {size!r}")
-        if size < 16:
-            raise ConfigError(f"shapes images need size >= 16 pixels, got {size}")
-        self.size = int(size)
+        self.size = check("size", size, at_least(16), owner="shapes data set", example="32")  # pixels
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -31,7 +31,6 @@ the whole grid, for the disentanglement metrics (``latentkit evaluate --metric f
 from __future__ import annotations
 
 import math
-import numbers
 import os
 
 import torch
@@ -39,8 +38,8 @@ from torch import Tensor
 
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.data.provider import GridDatasetProvider
-from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
+from latentkit.validation import at_least, check
 
 FACTORS = ("waveform", "frequency", "phase", "amplitude")
 FACTOR_SIZES = (3, 8, 16, 6)
@@ -111,11 +110,7 @@ class Signals(GridDatasetProvider):
 
     def __init__(self, n: int | None = None, length: int = 64, seed: int = 0):
         super().__init__(n, seed)
-        if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 1:
-            raise ConfigError(f"signals data set option length must be a positive whole number, got {length!r}")
-        if length < MIN_LENGTH:
-            raise ConfigError(f"signals need length >= {MIN_LENGTH} points, got {length}")
-        self.length = int(length)
+        self.length = check("length", length, at_least(MIN_LENGTH), owner="signals data set", example="64")  # points
 
     @property
     def image_shape(self) -> tuple[int, int]:

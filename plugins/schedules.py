@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from latentkit.core import CapacitySchedule
-from latentkit.core.schedule import check_capacity, check_steps
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
+from latentkit.validation import check, non_negative_float, positive_int
 
 
 class LinearCapacity(CapacitySchedule):
@@ -14,9 +14,10 @@ class LinearCapacity(CapacitySchedule):
     schedule_name = "linear"
 
     def __init__(self, c_min: float = 0.0, c_max: float = 5.0, steps: int = 25000):
-        self.c_min = check_capacity(c_min, "linear capacity c_min")
-        self.c_max = check_capacity(c_max, "linear capacity c_max")
-        self.steps = check_steps(steps, "linear capacity steps")
+        # capacities are finite, non-negative numbers of nats; steps a positive whole number
+        self.c_min = check("c_min", c_min, non_negative_float, owner="linear capacity", example="0.0")
+        self.c_max = check("c_max", c_max, non_negative_float, owner="linear capacity", example="5.0")
+        self.steps = check("steps", steps, positive_int, owner="linear capacity", example="25000")
         if self.c_min > self.c_max:
             raise ConfigError(f"linear capacity needs c_min <= c_max, got c_min={c_min}, c_max={c_max}")
 
@@ -35,7 +36,7 @@ class ConstantCapacity(CapacitySchedule):
     schedule_name = "constant"
 
     def __init__(self, value: float = 0.0):
-        self.value = check_capacity(value, "constant capacity value")
+        self.value = check("value", value, non_negative_float, owner="constant capacity", example="0.0")
 
     def __call__(self, step: int) -> float:
         return self.value

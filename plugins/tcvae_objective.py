@@ -26,16 +26,15 @@ means (every sample meets every posterior of the batch), so the batch is never s
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 
 import torch
 from torch import Tensor
 
-from latentkit.assembly.build import build_extension
 from latentkit.core import JointLatent, LatentContext, ModelOutput, Objective, Params
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
+from latentkit.validation import check, non_negative_float, one_of, positive_int
 
 ESTIMATORS = ("mss", "mws")
 
@@ -100,12 +99,6 @@ def check_factorised_prior(latent: JointLatent) -> None:
         )
 
 
-def _weight(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
-        raise ConfigError(f"tcvae {name} must be a finite non-negative number, got {value!r}")
-    return float(value)
-
-
 class TCVAEObjective(Objective):
     """JointVAE's per-channel capacity objective plus weighted terms of the KL's decomposition."""
 
@@ -115,29 +108,23 @@ class TCVAEObjective(Objective):
         self,
         base: Objective,
         latent: JointLatent,
-        dataset_size: int,
+        dataset_size: int | None = None,
         tc_weight: float = 6.0,
         mi_weight: float = 0.0,
         dimkl_weight: float = 0.0,
         estimator: str = "mss",
     ):
-        if estimator not in ESTIMATORS:
-            raise ConfigError(f"tcvae estimator must be one of {ESTIMATORS}, got {estimator!r}")
-        if isinstance(dataset_size, bool) or not isinstance(dataset_size, numbers.Integral) or dataset_size < 1:
-            raise ConfigError(
-                f"tcvae needs the training set's size (dataset_size, a positive whole number; the trainer passes it), "
-                f"got {dataset_size!r}"
-            )
+        self.estimator = check("estimator", estimator, one_of(*ESTIMATORS), owner="tcvae")
+        # the training set's size: the trainer passes it; a caller building the objective alone must give it
+        self.dataset_size = check("dataset_size", dataset_size, positive_int, owner="tcvae", example="60000")
         check_factorised_prior(latent)
         self.base = base
         self.latent = latent
-        self.dataset_size = int(dataset_size)
         self.weights = {
-            "tc": _weight("tc_weight", tc_weight),
-            "mi": _weight("mi_weight", mi_weight),
-            "dimkl": _weight("dimkl_weight", dimkl_weight),
+            "tc": check("tc_weight", tc_weight, non_negative_float, owner="tcvae"),
+            "mi": check("mi_weight", mi_weight, non_negative_float, owner="tcvae"),
+            "dimkl": check("dimkl_weight", dimkl_weight, non_negative_float, owner="tcvae"),
         }
-        self.estimator = estimator
         self.divisor = float(getattr(base, "divisor", 1.0))
 
     def __call__(self, x: Tensor, output: ModelOutput, step: int) -> dict[str, Tensor]:
@@ -151,12 +138,13 @@ class TCVAEObjective(Objective):
 
 
 def build_tcvae_objective(
-    latent: JointLatent, image_shape: tuple[int, ...], registry, dataset_size: int | None = None, **options
+    registry, latent: JointLatent, image_shape: tuple[int, ...], dataset_size: int | None = None, **options
 ) -> TCVAEObjective:
     """Options of :class:`TCVAEObjective`, and ``terms`` and every other option as for ``jointvae``;
     ``dataset_size`` defaults to the training set's size (the trainer passes it)."""
-    options = dict(options, dataset_size=dataset_size)
-    return build_extension("jointvae", TCVAEObjective, latent, image_shape, registry, options)
+    return registry.extend_objective(
+        "jointvae", TCVAEObjective, latent=latent, image_shape=image_shape, dataset_size=dataset_size, **options
+    )
 
 
 @hookimpl

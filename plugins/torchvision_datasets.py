@@ -17,10 +17,11 @@ import zipfile
 import torch
 import torchvision
 
-from latentkit.data.images import check_positive_int, resize_gray_array
+from latentkit.data.images import resize_gray_array
 from latentkit.data.provider import DatasetProvider, ImageData, missing_data, resolve_root
 from latentkit.errors import DataError
 from latentkit.plugins import hookimpl
+from latentkit.validation import check, positive_int
 
 
 class TorchvisionDigits(DatasetProvider):
@@ -30,7 +31,7 @@ class TorchvisionDigits(DatasetProvider):
     splits = ("train", "test")
 
     def __init__(self, size: int = 32):
-        self.size = check_positive_int(size, f"{self.dataset_name} size")
+        self.size = check("size", size, positive_int, owner=self.dataset_name, example="32")
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

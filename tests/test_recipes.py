@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from latentkit.assembly.build import build_model, build_objective
+from latentkit.core import NetworkFamily, Objective
 from latentkit.plugins import get_registry
 from latentkit.assembly.recipe import load_recipe
 
@@ -106,3 +107,123 @@ def test_extra_channels_and_objective_fields():
         JointVAEConfig(objective_options={"terms": {}}).experiment()
     with pytest.raises(ConfigError, match="name and a family"):
         JointVAEConfig(extra_channels=[{"family": "laplace"}])
+
+
+# --- plugins receive only their own options ---------------------------------------------------------------------------
+
+
+class _BetaVAE(Objective):
+    """A β-VAE objective written from scratch: it declares the context value it uses (``latent``) and its one option."""
+
+    objective_name = "betavae_scratch"
+
+    def __init__(self, latent, beta: float):
+        self.latent, self.beta = latent, beta
+
+    def __call__(self, x, output, step):
+        recon = torch.nn.functional.binary_cross_entropy(output.reconstruction, x, reduction="sum") / x.shape[0]
+        kl = sum(units.sum(1).mean() for units in self.latent.kl(output.params, output.samples).values())
+        return {"loss": recon + self.beta * kl, "recon": recon, "kl/total": kl}
+
+
+class _TinyNet(NetworkFamily):
+    """A network with no ``hidden`` option: one linear layer each way."""
+
+    def __init__(self, width: int = 8):
+        self.width = width
+
+    def encoder(self, image_shape, out_features):
+        size = int(torch.tensor(image_shape).prod())
+        return torch.nn.Sequential(torch.nn.Flatten(1), torch.nn.Linear(size, self.width), torch.nn.ReLU(),
+                                   torch.nn.Linear(self.width, out_features))
+
+    def decoder(self, in_features, image_shape):
+        size = int(torch.tensor(image_shape).prod())
+        return torch.nn.Sequential(torch.nn.Linear(in_features, size), torch.nn.Unflatten(1, tuple(image_shape)),
+                                   torch.nn.Sigmoid())
+
+
+class _ScratchPlugin:
+    def latentkit_register_objectives(self, registry):
+        registry.add("betavae_scratch", lambda latent, beta=4.0: _BetaVAE(latent, beta))
+
+    def latentkit_register_networks(self, registry):
+        registry.add("tiny_scratch", _TinyNet)
+
+
+def _scratch_recipe(**changes):
+    from latentkit.assembly.recipe import TrainConfig, VAEConfig
+    from latentkit.assembly.specs import ChannelSpec, Component
+
+    settings = dict(
+        dataset=Component("signals", {"n": 32, "length": 16}),
+        image_shape=(1, 16),
+        channels=[ChannelSpec("z", "gaussian", {"units": 2})],
+        network=Component("tiny_scratch", {"width": 8}),
+        objective=Component("betavae_scratch", {"beta": 2.0}),
+        train=TrainConfig(steps=2, batch_size=8, log_every=1, checkpoint_every=2, figures_every=0, threads=1),
+    )
+    return VAEConfig(**{**settings, **changes})
+
+
+def test_plugins_written_from_scratch_train_through_a_recipe_with_only_their_own_options(plugins, tmp_path):
+    from latentkit.assembly.recipe import apply_overrides, config_from_dict, config_to_dict, VAEConfig
+    from latentkit.assembly.checkpoint import load_model
+    from latentkit.assembly.session import prepare_run
+    from latentkit.assembly.specs import Component
+
+    plugins.register(_ScratchPlugin(), name="scratch")
+    cfg = _scratch_recipe()
+    experiment = cfg.experiment()
+    assert experiment.objective.options == {"beta": 2.0} and experiment.model.network.options == {"width": 8}
+    assert config_from_dict(VAEConfig, config_to_dict(cfg)) == cfg  # survives the run directory's JSON
+    assert apply_overrides(cfg, ['objective.options={"beta": 3.0}']).objective.options == {"beta": 3.0}
+    prepare_run(experiment, out=str(tmp_path / "run"), quiet=True).fit()
+    model, saved = load_model(tmp_path / "run")
+    assert saved["step"] == 2 and saved["objective"] == {"name": "betavae_scratch", "options": {"beta": 2.0}}
+    assert isinstance(build_objective(Component(**saved["objective"]), model), _BetaVAE)
+
+
+@pytest.mark.parametrize(("part", "component", "phrase"), [
+    ("objective", {"name": "betavae_scratch", "options": {"beta": 2.0, "terms": {}}},
+     r"objective 'betavae_scratch' has no option 'terms'; its options are beta"),
+    ("network", {"name": "tiny_scratch", "options": {"hidden": 256}},
+     r"network 'tiny_scratch' has no option 'hidden'; its options are width"),
+    ("network", {"name": "jointvae_conv", "options": {"width": 3}},
+     r"network 'jointvae_conv' has no option 'width'; its options are hidden"),
+])
+def test_an_option_a_plugin_does_not_declare_is_a_clear_error(plugins, part, component, phrase):
+    from latentkit.errors import ConfigError
+
+    plugins.register(_ScratchPlugin(), name="scratch")
+    experiment = _scratch_recipe(image_shape=(1, 32, 32), **{part: component}).experiment()
+    with pytest.raises(ConfigError, match=phrase):
+        model = build_model(experiment.model)
+        build_objective(experiment.objective, model)
+
+
+def test_context_values_reach_only_factories_that_declare_them():
+    from latentkit.plugins.factories import call_factory
+
+    seen = {}
+
+    def wants_latent(latent, weight: float = 1.0):
+        seen.update(latent=latent, weight=weight)
+        return "built"
+
+    context = {"latent": "L", "image_shape": (1, 4), "registry": "R", "dataset_size": None}
+    assert call_factory("objective 'x'", wants_latent, {"weight": 2.0}, context) == "built"
+    assert seen == {"latent": "L", "weight": 2.0}
+    with pytest.raises(Exception, match="needs dataset_size, which is not known here"):
+        call_factory("objective 'y'", lambda dataset_size: None, {}, context)
+    with pytest.raises(Exception, match="needs the option.s. beta"):
+        call_factory("objective 'z'", lambda latent, beta: None, {}, context)
+
+
+def test_jointvae_recipe_passes_hidden_only_when_set():
+    from latentkit.assembly.recipe import JointVAEConfig
+
+    assert "hidden" not in JointVAEConfig().experiment().model.network.options  # the network's default (256)
+    assert JointVAEConfig(hidden=64).experiment().model.network.options == {"hidden": 64}
+    n_params = sum(p.numel() for p in build_model(JointVAEConfig().experiment().model).parameters())
+    assert n_params == ORIGINAL_PARAMS["jointvae_mnist"]

@@ -180,7 +180,7 @@ def test_tcvae_adds_weighted_terms_to_jointvae():
     [
         ({"estimator": "exact"}, "estimator"),
         ({"tc_weight": -1.0}, "tc_weight"),
-        ({"gammas": 1}, "not options of the jointvae objective"),
+        ({"gammas": 1}, "tcvae. has no option .gammas.; its own options are tc_weight.*terms"),
     ],
 )
 def test_tcvae_bad_options_are_clear(options, message):

@@ -26,12 +26,8 @@ import attrs
 from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
 from latentkit.errors import ConfigError
 
-from latentkit.train.config import (  # noqa: E402  (the trainer owns its settings; recipes compose them)
-    TrainConfig,
-    _non_negative_float,
-    _positive_float,
-    _positive_int,
-)
+from latentkit.train.config import TrainConfig  # the trainer owns its settings; recipes compose them
+from latentkit.validation import non_negative_float, optional, positive_float, positive_int
 
 
 @attrs.frozen
@@ -56,9 +52,9 @@ class Experiment:
 class Capacity:
     """A linear capacity ramp ``c_min → c_max`` over ``steps`` (a constant when ``c_min == c_max``)."""
 
-    c_min: float = attrs.field(default=0.0, validator=_non_negative_float)
-    c_max: float = attrs.field(default=5.0, validator=_non_negative_float)
-    steps: int = attrs.field(default=25_000, validator=_positive_int)
+    c_min: float = attrs.field(default=0.0, validator=non_negative_float)
+    c_max: float = attrs.field(default=5.0, validator=non_negative_float)
+    steps: int = attrs.field(default=25_000, validator=positive_int)
 
     def component(self) -> dict:
         if self.c_min == self.c_max:
@@ -75,7 +71,7 @@ class ExtraChannel:
     name: str
     family: str
     options: dict = attrs.field(factory=dict)
-    gamma: float = attrs.field(default=30.0, validator=_non_negative_float)
+    gamma: float = attrs.field(default=30.0, validator=non_negative_float)
     capacity: Capacity = attrs.field(factory=Capacity)
 
 
@@ -119,7 +115,7 @@ class JointVAEConfig:
     image_shape: tuple[int, int, int] = (1, 32, 32)
     cont_units: int = 10
     disc_sizes: list[int] = attrs.field(factory=lambda: [10], converter=_sizes)
-    temperature: float = attrs.field(default=0.67, validator=_positive_float)
+    temperature: float = attrs.field(default=0.67, validator=positive_float)
     #: the family of channel ``cont`` (``gaussian``; ``gaussian_mixture`` for a prior that depends on ``disc``) and its
     #: options beyond ``units`` (e.g. ``{"components": 10}``)
     cont_family: str = "gaussian"
@@ -128,10 +124,12 @@ class JointVAEConfig:
     disc_options: dict = attrs.field(factory=dict)
     cont_capacity: Capacity = attrs.field(factory=Capacity)
     disc_capacity: Capacity = attrs.field(factory=Capacity)
-    cont_gamma: float = attrs.field(default=30.0, validator=_non_negative_float)
-    disc_gamma: float = attrs.field(default=30.0, validator=_non_negative_float)
+    cont_gamma: float = attrs.field(default=30.0, validator=non_negative_float)
+    disc_gamma: float = attrs.field(default=30.0, validator=non_negative_float)
     network: str = "jointvae_conv"
-    hidden: int = attrs.field(default=256, validator=_positive_int)
+    #: the width of the network's hidden layers, for networks with a ``hidden`` option; None: the network's own
+    #: default (256 for ``jointvae_conv`` and ``mlp``, the original's), and nothing passed to a network without one
+    hidden: int | None = attrs.field(default=None, validator=optional(positive_int, "the network's default"))
     #: further options of the network plugin (``mlp``: ``{"layers": 3, "output": "identity"}``)
     network_options: dict = attrs.field(factory=dict)
     loss_scale: str = "pixels"
@@ -139,7 +137,7 @@ class JointVAEConfig:
     #: the reconstruction term: "bernoulli" (data in [0, 1], images) or "gaussian" (real values; docs/non-image.md)
     likelihood: str = "bernoulli"
     #: σ of the Gaussian likelihood (ignored by "bernoulli")
-    sigma: float = attrs.field(default=0.1, validator=_positive_float)
+    sigma: float = attrs.field(default=0.1, validator=positive_float)
     #: more channels after ``cont`` and ``disc``, of any registered family, each with its own γ and capacity
     extra_channels: list[ExtraChannel] = attrs.field(factory=list, converter=_extra_channels)
     #: the objective plugin: ``jointvae``, or one that adds a term to it (``tcvae``, ``factorvae``)
@@ -176,7 +174,7 @@ class JointVAEConfig:
                 f"(the per-channel gammas and capacities, loss_scale, channel_mean_compat, likelihood, sigma)"
             )
         return Experiment(
-            model=ModelSpec(self.image_shape, channels, Component(self.network, {"hidden": self.hidden, **self.network_options})),
+            model=ModelSpec(self.image_shape, channels, Component(self.network, self._network_options())),
             objective=Component(
                 self.objective,
                 {
@@ -189,6 +187,53 @@ class JointVAEConfig:
                 },
             ),
             dataset=Component(self.dataset, dict(self.dataset_options)),
+            train=self.train,
+        )
+
+
+    def _network_options(self) -> dict:
+        hidden = {} if self.hidden is None else {"hidden": self.hidden}
+        return {**hidden, **self.network_options}
+
+
+def _component(what: str) -> Any:
+    def convert(value: Any) -> Component:
+        return value if isinstance(value, Component) else Component.from_dict(value, what)
+
+    return convert
+
+
+def _channels(value: Any) -> list[ChannelSpec]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ConfigError(
+            f"channels must be a list of ChannelSpec (or dicts with name, family and options) such as "
+            f"[{{'name': 'z', 'family': 'gaussian', 'options': {{'units': 10}}}}], got {value!r}"
+        )
+    return [c if isinstance(c, ChannelSpec) else ChannelSpec.from_dict(c) for c in value]
+
+
+@attrs.define
+class VAEConfig:
+    """Any model, named by its parts: the latent channels, the network and the objective are plugins, each given its
+    own options and nothing else (a recipe for an objective other than JointVAE's says only what that objective uses).
+
+    ``VAEConfig(dataset="mnist", image_shape=(1, 32, 32), channels=[ChannelSpec("z", "gaussian", {"units": 10})],
+    network=Component("mlp", {"hidden": 128}), objective=Component("betavae", {"beta": 4.0}))``; ``--set`` reaches
+    every part (``--set objective.options='{"beta": 2.0}'``, ``--set network.name=mlp``).
+    """
+
+    dataset: Component = attrs.field(converter=_component("dataset"))
+    image_shape: tuple[int, ...] = attrs.field(converter=tuple)
+    channels: list[ChannelSpec] = attrs.field(converter=_channels)
+    network: Component = attrs.field(converter=_component("network"))
+    objective: Component = attrs.field(converter=_component("objective"))
+    train: TrainConfig = attrs.field(factory=TrainConfig)
+
+    def experiment(self) -> Experiment:
+        return Experiment(
+            model=ModelSpec(self.image_shape, self.channels, self.network),
+            objective=self.objective,
+            dataset=self.dataset,
             train=self.train,
         )
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 import attrs
 
-from latentkit.errors import PluginError, UnknownNameError
+from latentkit.errors import ConfigError, PluginError, UnknownNameError
+from latentkit.plugins.factories import CONTEXT, accepted_options, call_factory, signature_of
 
 T = TypeVar("T")
 
@@ -74,6 +75,12 @@ class KindRegistry(Generic[T]):
     def get(self, name: str) -> T:
         return self.entry(name).value
 
+    def build(self, name: str, options: Mapping[str, Any] | None = None, /, **context: Any) -> Any:
+        """The component registered as ``name``, built with its own ``options`` and, of the ``context`` values
+        (``latent``, ``image_shape``, ``registry``, ``dataset_size``), only those its factory's signature names
+        (:func:`latentkit.plugins.factories.call_factory`)."""
+        return call_factory(f"{self.singular} {name!r}", self.get(name), options, context)
+
     def entry(self, name: str) -> Entry[T]:
         try:
             return self._entries[name]
@@ -126,6 +133,41 @@ class Registry:
     @property
     def metrics(self) -> KindRegistry[Any]:
         return self.kinds["metrics"]
+
+    def build_objective(self, name: str, options: Mapping[str, Any] | None = None, /, **context: Any) -> Any:
+        """The objective registered as ``name``, built as :meth:`KindRegistry.build` does, with this registry among
+        the context values: how the assembly builds a run's objective, and how an objective plugin builds another it
+        adds a term to (never by importing that plugin, nor the assembly)."""
+        built = self.objectives.build(name, options, registry=self, **context)
+        if not callable(built):
+            raise ConfigError(f"objective {name!r} did not build a callable objective (got {type(built).__name__})")
+        return built
+
+    def extend_objective(self, base: str, cls: type, /, **options_and_context: Any) -> Any:
+        """``cls(base=<objective base>, ...)``: an objective that adds terms to the objective registered as ``base``.
+
+        Of ``options_and_context`` — what a factory taking ``**options`` received, context values (``latent``,
+        ``image_shape``, ``dataset_size``) included — the options ``cls.__init__`` declares go to ``cls``, every other
+        option builds ``base`` (so each default is written once, in ``cls``); context values go to whichever declares
+        them. An option neither accepts is a ConfigError listing both's options.
+        """
+        context = {k: v for k, v in options_and_context.items() if k in CONTEXT and k != "registry"}
+        options = {k: v for k, v in options_and_context.items() if k not in CONTEXT}
+        own_names = set(signature_of(cls)[0]) - {"base"}
+        own = {k: v for k, v in options.items() if k in own_names}
+        rest = {k: v for k, v in options.items() if k not in own_names}
+        name = getattr(cls, "objective_name", "") or cls.__name__
+        base_factory = self.objectives.get(base)
+        base_names, base_takes_any = signature_of(base_factory)
+        unknown = [k for k in rest if k not in base_names and not base_takes_any]
+        if unknown:
+            raise ConfigError(
+                f"objective {name!r} has no option {', '.join(map(repr, unknown))}; its own options are "
+                f"{', '.join(accepted_options(cls, CONTEXT + ('base',))) or '(none)'}, and it passes on those of the "
+                f"{base!r} objective it adds to: {', '.join(accepted_options(base_factory)) or '(none)'}"
+            )
+        built_base = self.build_objective(base, rest, **context)
+        return call_factory(f"objective {name!r}", cls, own, {**context, "registry": self, "base": built_base})
 
     def versions(self) -> dict[str, str]:
         """``{distribution: version}`` of every distribution that registered something."""
