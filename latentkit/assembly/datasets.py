@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
 
 from latentkit.assembly.specs import Component
 from latentkit.data.provider import DatasetProvider, ImageData
@@ -23,11 +22,7 @@ def build_provider(dataset: Component | Mapping | str, registry: Registry | None
     """The registered provider named by ``dataset``, built with its options (unknown name or option: a clear error)."""
     registry = registry or get_registry()
     component = as_component(dataset)
-    cls: Any = registry.datasets.get(component.name)
-    try:
-        provider = cls(**component.options)
-    except TypeError as exc:
-        raise ConfigError(f"data set {component.name!r} cannot be built with options {component.options}: {exc}") from None
+    provider = registry.datasets.build(component.name, component.options)
     if not isinstance(provider, DatasetProvider):
         raise ConfigError(f"data set {component.name!r} did not build a DatasetProvider (got {type(provider).__name__})")
     return provider
