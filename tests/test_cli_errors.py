@@ -1,7 +1,10 @@
-"""`latentkit evaluate`: user errors print one paragraph and exit 2; --debug re-raises."""
+"""User errors print one paragraph and exit 2 (``latentkit evaluate``); --debug re-raises; a broken plugin is reported
+and left out, failing only the commands that need it; ``check-plugin`` reports a family it cannot build in one line."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,10 @@ from latentkit.cli import main
 from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
 from latentkit.errors import CheckpointError, ConfigError, DataError, LatentkitError, UnknownNameError
 from latentkit.assembly.evaluate import evaluate_checkpoint
+from latentkit.core import LatentFamily
+from latentkit.plugins import hookimpl
+from latentkit.testing import CHECKS
+from latentkit_plugins.gaussian import Gaussian
 
 
 def _checkpoint(folder: Path, dataset: Component | None = Component("mnist"), channels=None) -> Path:
@@ -141,3 +148,128 @@ def test_a_reader_that_goes_away_is_not_a_traceback():
     _, err = proc.communicate(timeout=300)
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
     assert proc.returncode == 141
+
+
+# --- broken plugins: reported and left out; only the commands that need them fail -----------------------------------
+def _install_broken(tmp_path: Path, monkeypatch) -> None:
+    """An installed distribution whose plugin module raises on import (as one built against another CUDA would)."""
+    site = tmp_path / "site"
+    dist_info = site / "broken_plugin-2.0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 2.0\n")
+    (dist_info / "entry_points.txt").write_text("[latentkit]\nvonmises = broken_vonmises\n")
+    (site / "broken_vonmises.py").write_text("raise OSError('libvonmises.so: cannot open shared object file')\n")
+    monkeypatch.syspath_prepend(str(site))
+
+
+def test_a_broken_plugin_does_not_stop_an_unrelated_command(capsys, tmp_path, monkeypatch):
+    from latentkit.plugins import PluginHost, use_host
+
+    ckpt = _checkpoint(tmp_path / "ckpt")
+    _install_broken(tmp_path, monkeypatch)
+    with use_host(PluginHost()):
+        code = main(["sample", str(ckpt), "--out", str(tmp_path / "figures"), "--n", "2", "--recon", "0"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert (tmp_path / "figures" / "samples-prior.png").is_file()
+    warning, = [line for line in captured.err.splitlines() if line.startswith("latentkit: warning: ")]
+    assert "'vonmises' from broken-plugin 2.0 is broken and left out" in warning
+    assert "OSError: libvonmises.so" in warning and "-p no:vonmises" in warning
+    assert "Traceback" not in captured.err
+
+
+def test_a_command_needing_a_broken_plugin_fails_naming_it_the_exception_and_the_fix(capsys, tmp_path, monkeypatch):
+    from latentkit.plugins import PluginHost, use_host
+
+    _install_broken(tmp_path, monkeypatch)
+    with use_host(PluginHost()):
+        code = main(["check-plugin", "vonmises"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    error, = [line for line in captured.err.splitlines() if line.startswith("latentkit check-plugin: error: ")]
+    assert "no latent family named 'vonmises'" in error
+    assert "'vonmises' from broken-plugin 2.0" in error and "OSError: libvonmises.so" in error
+    assert "uninstall" in error
+
+
+def test_blocking_the_broken_plugin_silences_it(capsys, tmp_path, monkeypatch):
+    from latentkit.plugins import PluginHost, use_host
+
+    _install_broken(tmp_path, monkeypatch)
+    with use_host(PluginHost()):
+        assert main(["-p", "no:vonmises", "plugins"]) == 0
+    captured = capsys.readouterr()
+    assert "vonmises" not in captured.err and "broken" not in captured.out and "blocked: vonmises" in captured.out
+
+
+# --- check-plugin on a family that cannot be built: one FAIL line per problem ---------------------------------------
+class _AbstractFamily(LatentFamily):
+    """Implements nothing of the protocol."""
+
+
+class _NeedsOptions(Gaussian):
+    """Needs constructor arguments but keeps LatentFamily's default example_configs ([{}])."""
+
+    example_configs = LatentFamily.example_configs
+
+    def __init__(self, units: int, scale: float):
+        super().__init__(units=units)
+
+
+class _RaisingConstructor(Gaussian):
+    @classmethod
+    def example_configs(cls) -> list[dict]:
+        return [{"units": 2}, {"units": -1}]
+
+
+@pytest.mark.parametrize(
+    ("family", "fragments"),
+    [
+        (_AbstractFamily, ["FAIL construct on _AbstractFamily: ", "cannot be instantiated", "abstract methods", "kl"]),
+        (_NeedsOptions, ["FAIL example_configs on _NeedsOptions: ", "missing 2 required positional arguments",
+                         "override example_configs()"]),
+    ],
+)
+def test_check_plugin_reports_a_family_that_cannot_be_built_in_one_line(family, fragments, plugins, capsys):
+    class Plugin:
+        @hookimpl
+        def latentkit_register_families(self, registry):
+            registry.add("unbuildable", family)
+
+    plugins.register(Plugin(), "unbuildable_plugin")
+    assert main(["check-plugin", "unbuildable"]) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    fails = [line for line in captured.out.splitlines() if line.startswith("FAIL ")]
+    assert len(fails) == 1, captured.out
+    assert all(fragment in fails[0] for fragment in fragments), fails[0]
+    assert captured.out.splitlines()[-1].startswith("FAILED: latent family 'unbuildable': 0 passed, 1 failed")
+
+
+def test_check_plugin_runs_the_configurations_that_build_and_fails_the_one_that_does_not(plugins, capsys):
+    class Plugin:
+        @hookimpl
+        def latentkit_register_families(self, registry):
+            registry.add("half_buildable", _RaisingConstructor)
+
+    plugins.register(Plugin(), "half_buildable_plugin")
+    assert main(["check-plugin", "half_buildable", "--max-examples", "2"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    fails = [line for line in lines if line.startswith("FAIL ")]
+    assert len(fails) == 1 and fails[0].startswith("FAIL construct on _RaisingConstructor(units=-1): ")
+    assert "the constructor raised ConfigError" in fails[0]
+    assert sum(line.startswith("PASS") for line in lines) == len(CHECKS)  # units=2 ran every property
+
+
+def test_check_plugin_without_hypothesis_names_the_testing_extra():
+    """check-plugin needs Hypothesis, which only the testing extra brings: the error says which extra to install."""
+    code = (
+        "import sys\n"
+        "sys.modules['hypothesis'] = None  # as if not installed: import fails, find_spec finds nothing\n"
+        "from latentkit.cli import main\n"
+        "sys.exit(main(['check-plugin', 'gaussian']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert 'pip install "latentkit[testing]"' in result.stderr and "Hypothesis" in result.stderr
