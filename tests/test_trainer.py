@@ -16,7 +16,7 @@ from latentkit.errors import LatentkitError
 from latentkit.plugins import hookimpl, register_plugin, unregister_plugin
 from latentkit.assembly.recipe import apply_overrides, load_recipe
 from latentkit.assembly.session import prepare_run
-from latentkit.train.state import list_checkpoints
+from latentkit.train.checkpoints import list_checkpoints
 from latentkit.train.trainer import Interrupted, NumericalFault
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -102,7 +102,7 @@ def test_interrupted_write_keeps_last_good_checkpoint(tmp_path, monkeypatch):
             raise OSError("disk full (simulated)")
         return real(path, data)
 
-    monkeypatch.setattr("latentkit.assembly.checkpoint.write_bytes", dying_write)
+    monkeypatch.setattr("latentkit.train.checkpoints.write_bytes", dying_write)
     with pytest.raises(OSError):
         trainer.fit()
     found = list_checkpoints(tmp_path / "run")
@@ -125,9 +125,7 @@ def test_nan_loss_stops_and_names_last_good_checkpoint(tmp_path):
             return out
         return step_fn
 
-    # whichever path the trainer takes: one pass, or the batch in parts on several threads
     trainer.task.training_step = poisoned(trainer.task.training_step)
-    trainer.task.training_step_in_parts = poisoned(trainer.task.training_step_in_parts)
     before = None
     with pytest.raises(NumericalFault) as info:
         trainer.fit()
@@ -152,7 +150,6 @@ def test_non_finite_weights_are_never_checkpointed(tmp_path):
         return step_fn
 
     trainer.task.training_step = corrupt(trainer.task.training_step)
-    trainer.task.training_step_in_parts = corrupt(trainer.task.training_step_in_parts)
     with pytest.raises(NumericalFault):
         trainer.fit()
     assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [10]

@@ -14,16 +14,15 @@ import latentkit
 from latentkit._atomic import write_json
 from latentkit.assembly.build import build_model, build_objective
 from latentkit.assembly.checkpoint import checkpoint_config
-from latentkit.assembly.specs import Component, ModelSpec
 from latentkit.assembly.datasets import load_dataset
-from latentkit.errors import ConfigError, LatentkitError
-from latentkit.plugins import get_plugin_manager, get_registry
 from latentkit.assembly.recipe import Experiment, TrainConfig
-from latentkit.train.distributed import NoHooks, initialise
-from latentkit.train.run import Run
+from latentkit.assembly.specs import Component, ModelSpec
+from latentkit.data.provider import ImageData
+from latentkit.errors import ConfigError, LatentkitError
+from latentkit.plugins import Registry, get_plugin_manager, get_registry
+from latentkit.train.distributed import Processes, initialise
 from latentkit.train.task import VAETask
 from latentkit.train.trainer import Trainer
-from latentkit.devices import resolve_device
 
 RUN_CONFIG = "config.json"
 RUN_FORMAT = "latentkit-run"
@@ -31,7 +30,7 @@ RUN_FORMAT = "latentkit-run"
 
 def experiment_from_dict(data: dict) -> Experiment:
     try:
-        train = TrainConfig(**data["train"])
+        train = TrainConfig.from_dict(data["train"])  # drops settings older runs saved that are gone (batch_parts)
         return Experiment(
             model=ModelSpec.from_dict(data["model"]),
             objective=Component.from_dict(data["objective"], "objective"),
@@ -42,7 +41,7 @@ def experiment_from_dict(data: dict) -> Experiment:
         raise ConfigError(f"the run's experiment description is incomplete or malformed ({exc})") from None
 
 
-def _load_data(experiment: Experiment, data_root: str | None, device: torch.device):
+def _load_data(experiment: Experiment, data_root: str | None) -> ImageData:
     data = load_dataset(experiment.dataset, data_root, "train")
     if tuple(data.image_shape) != tuple(experiment.model.image_shape):
         raise ConfigError(
@@ -50,7 +49,7 @@ def _load_data(experiment: Experiment, data_root: str | None, device: torch.devi
             f"expects {tuple(experiment.model.image_shape)}; set image_shape in the recipe to the shape of one sample "
             f"(or --set 'image_shape=[{', '.join(map(str, data.image_shape))}]')"
         )
-    return attrs.evolve(data, images=data.images.to(device))
+    return data
 
 
 def _new_run_dir(out: str | None, recipe: str | None) -> Path:
@@ -82,57 +81,59 @@ def prepare_run(
 ) -> Trainer:
     """Build model, objective, data and trainer for a new run or a resumed one."""
     registry = get_registry()
-    device = resolve_device(experiment.train.device)
-    distributed = initialise(device.type)  # None unless launched by torchrun with several processes
-    if distributed is not None and device.type == "cuda":
-        device = torch.device("cuda", distributed.local_rank)
+    processes = initialise(experiment.train.device)  # a single process unless launched by torchrun
     if resume:
         run_dir = Path(resume)
         run_config = read_run_config(run_dir)
         data_root = data_root or run_config.get("data_root")  # a resumed run reads the data it started with
     else:
-        run_dir = _new_run_dir(out, recipe) if distributed is None or distributed.is_main else None
-        if distributed is not None:  # rank 0 names the run directory (a time stamp could differ between ranks)
-            run_dir = Path(distributed.broadcast(None if run_dir is None else str(run_dir)))
-        run_config = {
-            "format": RUN_FORMAT,
-            "latentkit_version": latentkit.__version__,
-            "created": _dt.datetime.now().isoformat(timespec="seconds"),
-            "recipe": recipe,
-            "recipe_config": recipe_config,
-            "experiment": experiment.to_dict(),
-            "versions": registry.versions(),
-        }
-    if experiment.train.threads:
-        torch.set_num_threads(experiment.train.threads)
+        run_dir = _name_run_dir(processes, out, recipe)
+        run_config = _new_run_config(recipe, recipe_config, registry)
     torch.manual_seed(experiment.train.seed)
-    model = build_model(experiment.model, registry).to(device)
-    data = _load_data(experiment, data_root, device)
+    model = build_model(experiment.model, registry).to(processes.device(experiment.train.device))
+    data = _load_data(experiment, data_root)
     objective = build_objective(experiment.objective, model, registry, dataset_size=len(data))
-    run_config["experiment"] = experiment.to_dict()  # --steps may have changed on resume
+    _record_run(run_dir, run_config, experiment, data_root, processes)
+    trainer = Trainer(
+        VAETask(model, objective, experiment.train.seed), data, experiment.train, run_dir,
+        hooks=get_plugin_manager().hook,
+        checkpoint_metadata=checkpoint_config(experiment.model, experiment.objective, experiment.dataset,
+                                              registry=registry),
+        run_config=run_config, processes=processes, quiet=quiet,
+    )
+    if resume and trainer.resume_from_latest() == 0:
+        raise LatentkitError(f"run {str(run_dir)!r} has no complete checkpoint to resume from; start it again")
+    return trainer
+
+
+def _name_run_dir(processes: Processes, out: str | None, recipe: str | None) -> Path:
+    """A new run's directory: rank 0 names it (a time stamp could differ between ranks) and tells the others."""
+    run_dir = _new_run_dir(out, recipe) if processes.is_main else None
+    return Path(processes.broadcast(None if run_dir is None else str(run_dir)))
+
+
+def _new_run_config(recipe: str | None, recipe_config: dict | None, registry: Registry) -> dict:
+    return {
+        "format": RUN_FORMAT,
+        "latentkit_version": latentkit.__version__,
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "recipe": recipe,
+        "recipe_config": recipe_config,
+        "versions": registry.versions(),
+    }
+
+
+def _record_run(
+    run_dir: Path, run_config: dict, experiment: Experiment, data_root: str | None, processes: Processes
+) -> None:
+    """Bring the run's config.json up to date (--steps may have changed on resume); rank 0 writes it."""
+    run_config["experiment"] = experiment.to_dict()
     run_config["data_root"] = None if data_root is None else str(Path(data_root).resolve())
-    if distributed is not None:
-        run_config["distributed"] = {"world_size": distributed.world_size, "backend": distributed.backend}
-    if distributed is None or distributed.is_main:
+    if processes.world_size > 1:
+        run_config["distributed"] = {"world_size": processes.world_size, "backend": processes.backend}
+    if processes.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / RUN_CONFIG, run_config)
-    run = Run(
-        directory=run_dir,
-        config=run_config,
-        total_steps=experiment.train.steps,
-        model=model,
-        device=device,
-        data=data,
-        quiet=quiet,
-    )
-    ckpt_config = checkpoint_config(experiment.model, experiment.objective, experiment.dataset, registry=registry)
-    ckpt_config["train"] = attrs.asdict(experiment.train)
-    hook = get_plugin_manager().hook if distributed is None or distributed.is_main else NoHooks()
-    trainer = Trainer(VAETask(model, objective, experiment.train.seed), run, experiment.train, ckpt_config, hook, distributed)
-    if resume:
-        if trainer.resume_from_latest() == 0:
-            raise LatentkitError(f"run {str(run_dir)!r} has no complete checkpoint to resume from; start it again")
-    return trainer
 
 
 def read_run_config(run_dir: Path) -> dict:

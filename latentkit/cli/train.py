@@ -57,7 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         run = trainer.fit()
     finally:
-        shutdown(trainer.dist)
+        shutdown(trainer.processes)
     if trainer.is_main:
         print(f"done: {run.step} steps; run directory: {run.directory}; final checkpoint: {run.last_checkpoint}")
     return 0

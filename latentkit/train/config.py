@@ -59,10 +59,22 @@ class TrainConfig:
     drop_last: bool = False  #: the original keeps each epoch's last, smaller batch
     #: "auto" (channels_last on the CPU, where oneDNN's convolutions are faster in it), "channels_last", "contiguous"
     memory_format: str = attrs.field(default="auto", validator=attrs.validators.in_(MEMORY_FORMATS))
-    #: compute each batch in this many parts on as many CPU threads, one intra-op thread each, for objectives that are
-    #: functions of batch means (the gradient is the whole batch's either way); 1: one pass with intra-op threads.
-    #: Measured no faster on 2 cores (docs/performance.md); for machines where it is.
-    batch_parts: int = attrs.field(default=1, validator=_positive_int)
     #: torch intra-op threads (0: PyTorch's default, one per core). Small models (MLPs on signals) run faster on one
     #: thread than on several that synchronise every tiny op, especially on a busy machine.
     threads: int = attrs.field(default=0, validator=_non_negative_int)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """The settings a run saved (``attrs.asdict``), dropping those latentkit no longer has (:data:`RETIRED`), so
+        that resuming or evaluating an older run works."""
+        known = {field.name for field in attrs.fields(cls)}
+        unknown = sorted(set(data) - known - set(RETIRED))
+        if unknown:
+            raise ConfigError(f"unknown training settings {unknown}; known: {sorted(known)}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+#: settings older runs saved that are gone, and why: their value is ignored when such a run is read
+RETIRED = {
+    "batch_parts": "computing a batch in parts on threads was measured no faster (docs/performance.md) and removed",
+}

@@ -19,9 +19,12 @@ class Run:
     total_steps: int
     model: nn.Module
     device: torch.device
-    data: ImageData | None = None  #: the training data (uint8, on ``device``)
+    data: ImageData | None = None  #: the training data (uint8 images or float32 samples, on ``device``)
     step: int = 0  #: the last completed step
     resumed_from: int | None = None
     last_checkpoint: Path | None = None
     plugin_state: dict[str, Any] = attrs.field(factory=dict)  #: per-run scratch space for plugins, by plugin name
     quiet: bool = False  #: plugins should print nothing (tests)
+    #: the relay the trainer calls the run-time hooks through (``relay.latentkit_step_end(run=..., ...)``); a plugin
+    #: may call another hook through it rather than reaching for the plugin that implements it
+    hooks: Any = None

@@ -1,153 +1,161 @@
-"""The small protocol the trainer trains through."""
+"""What the trainer trains: a :class:`TrainingTask`, and the :class:`StepContext` each step hands it.
+
+The trainer knows no model. It asks a task for the module to train (:attr:`TrainingTask.module`), any further trainable
+parameters with their optimiser options (:meth:`TrainingTask.extra_parameter_groups`) and the modules holding them
+(:meth:`TrainingTask.extra_modules`), and each step for named scalars with ``"loss"``
+(:meth:`TrainingTask.training_step`). Nothing else: the protocol below is everything the trainer uses.
+:class:`BaseTask` gives the defaults, so a task is a module and a ``training_step``.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
-from collections.abc import Callable, Iterable, Iterator
-
+import attrs
 import torch
 from torch import Tensor, nn
 
-from latentkit.core import BatchRows, Objective, StatisticsObjective
+from latentkit.core import JointVAE, Objective, StatisticsObjective
+from latentkit.core.noise import SampleNoise
+from latentkit.errors import ConfigError
+
+
+class _GlobalMean(torch.autograd.Function):
+    """Forward: ``sum over ranks of weight·x`` (this rank's batch means → the global batch's). Backward: ``weight·grad``:
+    every rank evaluates the same loss on the same global means, so d loss / d (this rank's means) is ``weight`` times
+    d loss / d (global means), and the ranks' parameter gradients then add up to the whole batch's."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: float, all_reduce_sum: Callable[[Tensor], Tensor]) -> Tensor:
+        ctx.weight = weight
+        return all_reduce_sum(x * weight)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        return grad * ctx.weight, None, None
+
+
+def _identity(tensor: Tensor) -> Tensor:
+    return tensor
+
+
+@attrs.frozen
+class StepContext:
+    """What a training step needs to know beyond its batch and step: its noise and its place in the global batch.
+
+    ``noise`` is keyed by (run seed, step, the global index of each of this process's rows in the step's batch), so a
+    row draws the same values whichever process holds it, and a resumed run draws what an uninterrupted one would.
+    """
+
+    noise: SampleNoise  #: one key per row of this process's batch (:class:`~latentkit.core.SampleNoise`)
+    rows: range  #: the global indices of this process's rows within the step's batch
+    batch_size: int  #: the rows of the step's whole (global) batch
+    rank: int = 0
+    world_size: int = 1
+    _all_reduce_sum: Callable[[Tensor], Tensor] = attrs.field(default=_identity, alias="all_reduce_sum", repr=False)
+
+    @classmethod
+    def single(cls, seed: int, step: int, batch_size: int, device: torch.device | str | None = None) -> StepContext:
+        """The context of a single process holding the whole batch (for calling a task's step by hand, in tests)."""
+        rows = range(batch_size)
+        return cls(SampleNoise.for_rows(seed, step, rows, device=device), rows, batch_size)
+
+    def global_mean(self, stats: dict[str, Tensor]) -> dict[str, Tensor]:
+        """This process's batch means → the whole batch's, differentiably (the identity in a single process).
+
+        Each entry must be a mean over this process's rows; the result is the size-weighted mean over all processes,
+        and the gradient flowing back into ``stats`` is this process's share, so that the parameter gradients, summed
+        over processes by the trainer, are those of one pass over the whole batch."""
+        if self.world_size == 1:
+            return dict(stats)
+        names = list(stats)
+        flat = torch.cat([stats[name].float().reshape(-1) for name in names])
+        total = _GlobalMean.apply(flat, len(self.rows) / self.batch_size, self._all_reduce_sum)
+        out, offset = {}, 0
+        for name in names:
+            size = stats[name].numel()
+            out[name] = total[offset : offset + size].reshape(stats[name].shape).to(stats[name].dtype)
+            offset += size
+        return out
 
 
 @runtime_checkable
 class TrainingTask(Protocol):
-    """A batch and the global step in, a dict of named scalars with ``"loss"`` out.
+    """A batch, the global step and a :class:`StepContext` in; a dict of named scalars with ``"loss"`` out.
 
-    ``module`` holds every trainable parameter and is what checkpoints save. ``generator`` is the run's noise source
-    (saved in checkpoints, so a resumed run draws the same noise as an uninterrupted one).
+    In a run over several processes each process's ``training_step`` sees its rows of the batch; the trainer sums the
+    processes' gradients, so the ``"loss"`` of each must be its share of the whole batch's loss — as it is when the loss
+    depends on the batch only through :meth:`StepContext.global_mean`.
     """
 
+    #: the model being trained: its parameters are the optimiser's first group; checkpoints save it as model.safetensors
     module: nn.Module
-    #: optional: ``auxiliary`` (an ``nn.Module`` of further trainable parameters, checkpointed beside ``module``) and
-    #: ``auxiliary_options`` (their Adam parameter group's options)
 
-    def training_step(self, batch: Tensor, step: int, generator: torch.Generator | None) -> dict[str, Tensor]: ...
+    def training_step(self, batch: Tensor, step: int, context: StepContext) -> dict[str, Tensor]:
+        """Named scalars of this batch, ``"loss"`` (differentiable) among them; the trainer calls ``backward``."""
+        ...
+
+    def extra_parameter_groups(self) -> list[dict]:
+        """Optimiser parameter groups beyond ``module``'s (``{"params": [...], "lr": ..., "betas": ...}``); ``[]``:
+        none. Their parameters must belong to :meth:`extra_modules`, which checkpoints save."""
+        ...
+
+    def extra_modules(self) -> dict[str, nn.Module]:
+        """Modules trained beside ``module`` (a discriminator), by name: moved to the device, checkpointed as
+        ``NAME.safetensors`` and restored on resume; ``{}``: none."""
+        ...
 
 
-class VAETask:
-    """Any model returning a :class:`~latentkit.core.ModelOutput`, trained with any :class:`~latentkit.core.Objective`."""
+class BaseTask:
+    """Defaults for a :class:`TrainingTask`: no extra parameters. A subclass sets ``module`` and ``training_step``."""
 
-    def __init__(self, model: nn.Module, objective: Objective, seed: int = 0):
+    module: nn.Module
+
+    def training_step(self, batch: Tensor, step: int, context: StepContext) -> dict[str, Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} must implement training_step(batch, step, context)")
+
+    def extra_parameter_groups(self) -> list[dict]:
+        return []
+
+    def extra_modules(self) -> dict[str, nn.Module]:
+        return {}
+
+
+class VAETask(BaseTask):
+    """A :class:`~latentkit.core.JointVAE` trained with any :class:`~latentkit.core.Objective`.
+
+    An objective's own trainable state (:meth:`~latentkit.core.Objective.trainable`, e.g. FactorVAE's discriminator) is
+    the extra module ``"objective"`` (``objective.safetensors`` in checkpoints), in its own parameter group with the
+    objective's :meth:`~latentkit.core.Objective.optimizer_options`.
+    """
+
+    def __init__(self, model: JointVAE, objective: Objective, seed: int = 0):
         self.module = model
         self.objective = objective
-        if hasattr(objective, "attach"):
-            objective.attach(model, seed)
-        #: parameters the objective trains beside the model (a discriminator), or None; see Objective.trainable
-        self.auxiliary: nn.Module | None = objective.trainable() if hasattr(objective, "trainable") else None
-        self.auxiliary_options: dict = objective.optimizer_options() if self.auxiliary is not None else {}
+        objective.attach(model, seed)
+        self._objective_state = objective.trainable()
 
-    def training_step(self, batch: Tensor, step: int, generator: torch.Generator | None) -> dict[str, Tensor]:
-        self._at_step(step)
-        return self.objective(batch, self.module(batch, generator=generator), step)
+    def extra_modules(self) -> dict[str, nn.Module]:
+        return {} if self._objective_state is None else {"objective": self._objective_state}
 
-    def _at_step(self, step: int) -> None:
-        """Let the model's latent set its step-dependent state (an annealed temperature) before the forward pass: a
-        pure function of the step, so a resumed run matches an uninterrupted one (LatentFamily.at_step)."""
-        latent = getattr(self.module, "latent", None)
-        if hasattr(latent, "at_step"):
-            latent.at_step(step)
+    def extra_parameter_groups(self) -> list[dict]:
+        if self._objective_state is None:
+            return []
+        return [{"params": list(self._objective_state.parameters()), **self.objective.optimizer_options()}]
 
-    def splits(self) -> bool:
-        """Whether a batch can be computed in parts (the objective is a function of batch means)."""
-        return isinstance(self.objective, StatisticsObjective)
-
-    def training_step_in_parts(
-        self,
-        batch: Tensor,
-        step: int,
-        generator: torch.Generator | None,
-        parts: int,
-        map_fn: Callable[[Callable[[int], Any], Iterable[int]], Iterator[Any]] = map,
-    ) -> dict[str, Tensor]:
-        """Forward and backward of ``batch`` in ``parts`` slices (run by ``map_fn``, e.g. a thread pool's ``map``);
-        returns the scalars, with the gradients of the whole batch's loss accumulated in the parameters.
-
-        Each part's batch means are combined, weighted by size, into the batch's; the objective runs once on those, and
-        each part back-propagates its share of d loss / d statistics — the gradient of one pass over the batch (up to
-        float rounding), with non-linear terms such as ``|KL − C|`` applied to the whole batch. Each part's noise is its
-        rows of the whole batch's draw (:class:`~latentkit.core.BatchRows`), so the result does not depend on the number
-        of parts, and ``generator`` ends where one pass would leave it.
-        """
-        self._at_step(step)  # once, before the parts' threads start
-        chunks = [c for c in batch.tensor_split(min(parts, batch.shape[0])) if c.shape[0]]
-        starts = [0]
-        for c in chunks:
-            starts.append(starts[-1] + c.shape[0])
-        weights = [c.shape[0] / batch.shape[0] for c in chunks]
-        # Every part draws the whole batch's noise from a copy of the generator and keeps its rows: the noise of one
-        # pass over the batch, whatever the number of parts; the run's generator then advances as one pass would.
-        states = generator.get_state() if generator is not None else None
-
-        def forward(i: int) -> tuple[dict[str, Tensor], Tensor | None]:
-            part_gen = None
-            if states is not None:
-                part_gen = torch.Generator(device=generator.device)
-                part_gen.set_state(states)
-            rows = BatchRows(starts[i], chunks[i].shape[0], batch.shape[0])
-            out = self.objective.statistics(chunks[i], self.module(chunks[i], generator=part_gen, rows=rows))
-            return out, (part_gen.get_state() if part_gen is not None else None)
-
-        results = list(map_fn(forward, range(len(chunks))))
-        stats = [r[0] for r in results]
-        if generator is not None:  # every part drew the whole batch's noise: move on as one pass would have
-            generator.set_state(results[0][1])
-        names = list(stats[0])
-        combined = {}
-        for name in names:
-            value = sum(w * part[name].detach() for w, part in zip(weights, stats))
-            combined[name] = value.requires_grad_(any(part[name].requires_grad for part in stats))
-        return backward_shares(self.objective, stats, combined, step, weights, map_fn)
-
-    def training_step_distributed(
-        self,
-        module: nn.Module,
-        batch: Tensor,
-        step: int,
-        generator: torch.Generator | None,
-        rows: BatchRows,
-        all_reduce_sum: Callable[[Tensor], Tensor],
-        world_size: int,
-    ) -> dict[str, Tensor]:
-        """This rank's forward and backward of its ``rows`` of the global batch through ``module`` (the
-        DistributedDataParallel wrapper, which averages parameter gradients across ranks); the statistics are summed
-        across ranks (``all_reduce_sum``) before the objective sees them, so the scalars are the global batch's."""
-        self._at_step(step)
-        stats = self.objective.statistics(batch, module(batch, generator=generator, rows=rows))
-        weight = rows.count / rows.total
-        names = list(stats)
-        flat = torch.cat([stats[n].detach().float().reshape(-1) for n in names]) * weight
-        flat = all_reduce_sum(flat)
-        combined, offset = {}, 0
-        for name in names:
-            size = stats[name].numel()
-            value = flat[offset : offset + size].reshape(stats[name].shape).to(stats[name].dtype).clone()
-            combined[name] = value.requires_grad_(stats[name].requires_grad)
-            offset += size
-        # DDP averages the ranks' gradients; each rank's share is weight * d loss, so scale by the world size.
-        return backward_shares(self.objective, [stats], combined, step, [weight * world_size])
-
-
-def backward_shares(
-    objective: StatisticsObjective,
-    parts: list[dict[str, Tensor]],
-    combined: dict[str, Tensor],
-    step: int,
-    scales: list[float],
-    map_fn: Callable[[Callable[[int], Any], Iterable[int]], Iterator[Any]] = map,
-) -> dict[str, Tensor]:
-    """Evaluate ``objective`` on the ``combined`` statistics (leaves), and back-propagate into each part's statistics
-    its share: d loss / d statistics times ``scales[i]``. Returns the objective's scalars."""
-    logs = objective.from_statistics(combined, step)
-    leaves = [name for name in combined if combined[name].requires_grad]
-    grads = torch.autograd.grad(logs["loss"], [combined[n] for n in leaves], allow_unused=True)
-
-    def backward(i: int) -> None:
-        pairs = [(parts[i][n], g * scales[i]) for n, g in zip(leaves, grads) if g is not None and parts[i][n].requires_grad]
-        if pairs:
-            torch.autograd.backward([t for t, _ in pairs], [g for _, g in pairs])
-
-    list(map_fn(backward, range(len(parts))))
-    return logs
+    def training_step(self, batch: Tensor, step: int, context: StepContext) -> dict[str, Tensor]:
+        # The latent's step-dependent state (an annealed temperature) is a pure function of the step, set before the
+        # forward pass, so a resumed run matches an uninterrupted one (LatentFamily.at_step).
+        self.module.latent.at_step(step)
+        output = self.module(batch, noise=context.noise)
+        if isinstance(self.objective, StatisticsObjective):
+            stats = context.global_mean(self.objective.statistics(batch, output))
+            return self.objective.from_statistics(stats, step)
+        if context.world_size > 1:
+            raise ConfigError(
+                "training over several processes evaluates the objective on the global batch's means, so it needs an "
+                f"objective that is a latentkit.core.StatisticsObjective (as jointvae); {type(self.objective).__name__} "
+                "is not: train it with a single process"
+            )
+        return self.objective(batch, output, step)
