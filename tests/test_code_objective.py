@@ -14,6 +14,7 @@ import torch
 from latentkit import cli
 from latentkit.assembly.build import build_model, build_objective
 from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
+from latentkit.core import SampleNoise
 from latentkit.errors import ConfigError
 from latentkit_plugins.code_objective import balanced_assignment, pair_mutual_information, random_affine
 
@@ -101,7 +102,7 @@ def test_random_affine_moves_images_reproducibly_and_by_a_bounded_amount():
 def test_all_weights_zero_is_the_base_objective_and_logs_category_use():
     model = small_model()
     x = batch()
-    output = model(x, generator=torch.Generator().manual_seed(0))
+    output = model(x, noise=SampleNoise.fresh(len(x), torch.Generator().manual_seed(0)))
     base = build_objective(Component("jointvae", {"terms": TERMS}), model)(x, output, 40)
     code = objective(model)(x, output, 40)
     assert float(code["loss"]) == float(base["loss"])
@@ -116,7 +117,7 @@ def test_all_weights_zero_is_the_base_objective_and_logs_category_use():
 def test_each_term_adds_its_weight_times_its_value_ramped_over_warmup(term):
     model = small_model()
     x = batch()
-    output = model(x, generator=torch.Generator().manual_seed(0))
+    output = model(x, noise=SampleNoise.fresh(len(x), torch.Generator().manual_seed(0)))
     base = build_objective(Component("jointvae", {"terms": TERMS}), model)(x, output, 40)
     logged = "code/marginal_kl" if term == "marginal" else f"code/{term}"
     code = objective(model, **{f"{term}_weight": 7.0, "warmup": 80})
@@ -147,7 +148,7 @@ def test_consistency_is_zero_for_the_identity_transform_and_trains_the_encoder()
     assert float(still(x, model(x), 5)["code/augment"]) == pytest.approx(0.0, abs=1e-5)
     model.train()
     moving = objective(model, augment_weight=1.0)
-    logs = moving(x, model(x, generator=torch.Generator().manual_seed(0)), 5)
+    logs = moving(x, model(x, noise=SampleNoise.fresh(len(x), torch.Generator().manual_seed(0))), 5)
     assert float(logs["code/augment"]) > 0
     model.zero_grad()
     (logs["code/augment"]).backward()
@@ -217,7 +218,7 @@ def test_assignment_pulls_the_code_toward_the_mixture_component_the_continuous_c
     torch.manual_seed(0)
     model = build_model(spec)
     x = batch()
-    output = model(x, generator=torch.Generator().manual_seed(0))
+    output = model(x, noise=SampleNoise.fresh(len(x), torch.Generator().manual_seed(0)))
     logs = objective(model, assignment_weight=2.0)(x, output, 40)
     family = model.latent.channels["cont"]
     resp = family.responsibilities(output.params["cont"]).detach()
@@ -311,7 +312,7 @@ def test_pair_information_lies_between_zero_and_log_k_and_is_symmetric(b, k, see
 def test_mutual_information_term_subtracts_its_weight_times_the_information_and_trains_both_views():
     model = small_model()
     x = batch()
-    output = model(x, generator=torch.Generator().manual_seed(0))
+    output = model(x, noise=SampleNoise.fresh(len(x), torch.Generator().manual_seed(0)))
     base = build_objective(Component("jointvae", {"terms": TERMS}), model)(x, output, 40)
     logs = objective(model, mutual_information_weight=5.0)(x, output, 40)
     mi = float(logs["code/mutual_information"])

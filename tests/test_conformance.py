@@ -13,6 +13,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, Phase, settings
 
+from latentkit.core import SampleNoise
 from latentkit.plugins import get_registry
 from latentkit.testing import CHECKS, FamilyConformance, check_family, family_conformance_tests, run_check
 from latentkit_plugins.gaussian import Gaussian
@@ -27,7 +28,7 @@ NO_SHRINK = settings(
     derandomize=True,
     database=None,
     phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=[HealthCheck.too_slow],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
 
 _FAMILIES = list(get_registry().families)
@@ -82,10 +83,55 @@ class WideTraversalGumbel(GumbelSoftmax):
 
 
 class GlobalRNGGaussian(Gaussian):
-    """Ignores the generator it is given."""
+    """Ignores the noise it is given and draws from torch's global RNG."""
 
-    def rsample(self, params, generator=None):
-        return super().rsample(params, None)
+    def rsample(self, params, noise):
+        mean = params["mean"]
+        return mean + torch.exp(0.5 * params["logvar"]) * torch.randn(mean.shape, dtype=mean.dtype)
+
+
+class BatchDrawGaussian(Gaussian):
+    """Draws the whole batch's noise from one stream (the first row's key) and hands row i the i-th values: the
+    ``torch.randn(batch)`` pattern, deterministic given the noise but dependent on the batch."""
+
+    def rsample(self, params, noise):
+        mean = params["mean"]
+        shared = SampleNoise(noise.keys[:1]).normal(mean.numel(), dtype=mean.dtype).reshape(mean.shape)
+        return mean + torch.exp(0.5 * params["logvar"]) * shared
+
+
+class SharedStreamRejectionGaussian(Gaussian):
+    """A rejection sampler (a normal truncated to |eps| < 1) whose first attempt is each row's own, but whose retries
+    for the pending rows come from one stream shared by the batch — the bug the row rule exists for."""
+
+    def rsample(self, params, noise):
+        mean = params["mean"]
+        eps = noise.normal(self.units, dtype=mean.dtype)
+        for attempt in range(1, 50):
+            pending = eps.abs() >= 1
+            if not pending.any():
+                break
+            shared = SampleNoise(noise.keys[:1]).normal(int(pending.sum()), draw=attempt, dtype=mean.dtype)
+            eps = eps.masked_scatter(pending, shared[0])
+        return mean + torch.exp(0.5 * params["logvar"]) * eps
+
+
+class WidePriorGaussian(Gaussian):
+    """prior_sample draws N(0, 2²) for a unit-normal prior."""
+
+    def prior_sample(self, n, context, generator=None):
+        return 2 * torch.randn(n, self.units, generator=generator)
+
+
+class BiasedPriorGumbel(GumbelSoftmax):
+    """prior_sample picks category 0 half the time instead of 1/K."""
+
+    def prior_sample(self, n, context, generator=None):
+        uniform = super().prior_sample(n, context, generator)
+        first = torch.rand(n, 1, generator=generator) < 0.5
+        zero = torch.zeros_like(uniform)
+        zero[:, 0] = 1
+        return torch.where(first, zero, uniform)
 
 
 class ScaledKLGaussian(Gaussian):
@@ -134,23 +180,23 @@ class UnclampedGaussian(Gaussian):
 class DetachedGaussian(Gaussian):
     """A 'reparametrised' sample with the graph cut."""
 
-    def rsample(self, params, generator=None):
-        return super().rsample(params, generator).detach()
+    def rsample(self, params, noise):
+        return super().rsample(params, noise).detach()
 
 
 class FixedScaleGaussian(Gaussian):
     """Samples ignore the log-variance: those features never get a gradient."""
 
-    def rsample(self, params, generator=None):
+    def rsample(self, params, noise):
         mean = params["mean"]
-        return mean + torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        return mean + noise.normal(self.units, dtype=mean.dtype)
 
 
 class NoisyRepresentativeGaussian(Gaussian):
     """Evaluates with a random sample instead of the mean."""
 
     def representative(self, params):
-        return self.rsample(params)
+        return self.rsample(params, SampleNoise.fresh(params["mean"].shape[0]))
 
 
 class ArgminGumbel(GumbelSoftmax):
@@ -188,6 +234,10 @@ BROKEN = [
     (NoisyRepresentativeGaussian, {"units": 2}, "representative", "deterministic"),
     (ArgminGumbel, {"sizes": [4]}, "representative", "categories"),
     (WrongTemperatureDensityGumbel, {"sizes": [3]}, "training_density", "not the density of rsample"),
+    (BatchDrawGaussian, {"units": 2}, "row_rule", "row rule broken"),
+    (SharedStreamRejectionGaussian, {"units": 3}, "row_rule", "row rule broken"),
+    (WidePriorGaussian, {"units": 2}, "prior_sample_matches_prior", "does not draw from the prior"),
+    (BiasedPriorGumbel, {"sizes": [4]}, "prior_sample_matches_prior", "does not draw from the prior"),
 ]
 
 
@@ -214,6 +264,43 @@ def test_wrong_kl_is_caught_by_the_full_suite_with_a_readable_report():
     message = str(info.value)
     assert "kl_matches_monte_carlo" in message and "5.0*SE + 0.01" in message
     assert "Falsifying example" in message  # Hypothesis's reproduction, for the plugin author
+
+
+class KeyedRejectionGaussian(Gaussian):
+    """The right way to write SharedStreamRejectionGaussian: attempt t of a pending row is draw t of its own key."""
+
+    def rsample(self, params, noise):
+        mean = params["mean"]
+        eps = noise.normal(self.units, dtype=mean.dtype)
+        for attempt in range(1, 50):
+            pending = (eps.abs() >= 1).any(1)
+            if not pending.any():
+                break
+            retry = noise.select(pending).normal(self.units, draw=attempt, dtype=mean.dtype)
+            eps[pending] = torch.where(eps[pending].abs() >= 1, retry, eps[pending])
+        return mean + torch.exp(0.5 * params["logvar"]) * eps
+
+
+def test_a_rejection_sampler_keyed_per_row_keeps_the_row_rule():
+    """The row-rule check is not merely strict: the keyed rejection sampler the docs describe passes it."""
+    check_family(KeyedRejectionGaussian, [{"units": 3}], checks=["row_rule"])
+
+
+def test_the_report_names_the_failing_inputs_even_without_hypothesis_note():
+    """The suite keeps its own copy of the failing inputs, so the report carries them whatever Hypothesis attached
+    (its note comes only from its final replay)."""
+    from latentkit.testing.conformance import Check, _recorded
+
+    def failing(subject, s):
+        @_recorded
+        def run(seed):
+            raise AssertionError("broken on purpose")
+
+        run(seed=3)
+
+    result = run_check(Gaussian, {"units": 1}, Check("custom", failing, 1))
+    assert result.status == "failed"
+    assert "broken on purpose" in result.message and "Falsifying example: run(seed=3)" in result.message
 
 
 def test_family_that_crashes_fails_rather_than_erroring():

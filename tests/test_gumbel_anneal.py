@@ -3,7 +3,6 @@ diagnostics the jointvae objective logs."""
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from pathlib import Path
@@ -14,11 +13,12 @@ import torch.nn.functional as F
 
 from latentkit import cli
 from latentkit.assembly.build import build_model, build_objective
+from latentkit.core import SampleNoise
 from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
 from latentkit.errors import ConfigError
 from latentkit.assembly.recipe import JointVAEConfig
 from latentkit.testing import check_family
-from latentkit.train.task import VAETask
+from latentkit.train.task import StepContext, VAETask
 from latentkit_plugins.gumbel_softmax import EPS, GumbelSoftmax
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -71,7 +71,7 @@ def test_densities_use_the_current_temperature():
     annealed.at_step(STEPS)
     reference = GumbelSoftmax([3, 5], temperature=END)
     _, params = _params(annealed, 4)
-    sample = reference.rsample(params, torch.Generator().manual_seed(1))
+    sample = reference.rsample(params, SampleNoise.for_rows(1, 0, range(4)))
     torch.testing.assert_close(annealed.log_density(params, sample), reference.log_density(params, sample))
     torch.testing.assert_close(annealed.log_prior_density(sample, None), reference.log_prior_density(sample, None))
     assert "exponential(2.0 -> 0.5 over 100 steps)" in repr(annealed)
@@ -108,13 +108,13 @@ def test_bad_hard_is_a_config_error():
 def test_straight_through_is_one_hot_forward_with_the_relaxed_gradient(sizes):
     family = GumbelSoftmax(sizes, temperature=0.7, hard=True)
     features, params = _params(family, 6, requires_grad=True)
-    sample = family.rsample(params, torch.Generator().manual_seed(3))
+    noise = SampleNoise.for_rows(3, 0, range(6))
+    sample = family.rsample(params, noise)
 
     # The same computation by hand, with the same noise.
     manual_features = features.detach().clone().requires_grad_(True)
     alpha = torch.cat([torch.softmax(f, -1) for f in manual_features.split(sizes, -1)], -1)
-    u = torch.rand(alpha.shape, generator=torch.Generator().manual_seed(3), dtype=alpha.dtype)
-    logits = (torch.log(alpha + EPS) - torch.log(-torch.log(u + EPS) + EPS)) / 0.7
+    logits = (torch.log(alpha + EPS) + noise.gumbel(alpha.shape[1], dtype=alpha.dtype)) / 0.7
     relaxed = torch.cat([torch.softmax(s, -1) for s in logits.split(sizes, -1)], -1)
     one_hot = torch.cat([F.one_hot(y.argmax(-1), y.shape[-1]).to(y.dtype) for y in relaxed.split(sizes, -1)], -1)
 
@@ -132,7 +132,7 @@ def test_hard_training_densities_are_the_categoricals():
     """A straight-through sample is an exact categorical draw: the tcvae objective's densities are the pmf's."""
     family = GumbelSoftmax([3, 5], hard=True)
     _, params = _params(family, 6)
-    sample = family.rsample(params, torch.Generator().manual_seed(5))
+    sample = family.rsample(params, SampleNoise.for_rows(5, 0, range(6)))
     torch.testing.assert_close(family.log_density(params, sample), family.log_posterior(params, sample))
     torch.testing.assert_close(family.log_prior_density(sample, None), family.log_prior(sample, None))
 
@@ -143,7 +143,7 @@ def test_diagnostics_are_batch_means(options):
     family = GumbelSoftmax(**options)
     family.at_step(30)
     _, params = _params(family, 8)
-    sample = family.rsample(params, torch.Generator().manual_seed(2))
+    sample = family.rsample(params, SampleNoise.for_rows(2, 0, range(8)))
     whole = family.diagnostics(params, sample)
     assert set(whole) == {"temperature", "sample_max", "alpha_max"}
     halves = [(slice(0, 5), 5 / 8), (slice(5, 8), 3 / 8)]
@@ -159,7 +159,7 @@ def test_diagnostics_are_batch_means(options):
         assert 1 / 5 < whole["sample_max"].item() < 1.0
 
 
-def test_in_parts_the_trainer_sets_the_temperature_and_logs_the_whole_batch_diagnostics():
+def test_the_task_sets_the_temperature_and_its_rows_diagnostics_combine_into_the_whole_batch():
     torch.manual_seed(0)
     anneal = _anneal("linear")
     spec = ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian", {"units": 2}),
@@ -170,13 +170,18 @@ def test_in_parts_the_trainer_sets_the_temperature_and_logs_the_whole_batch_diag
         "cont": {"gamma": 30.0, "capacity": linear}, "disc": {"gamma": 30.0, "capacity": linear}}}), model)
     task = VAETask(model, objective)
     x = (torch.rand(7, 1, 32, 32) > 0.5).float()
-    gen = torch.Generator().manual_seed(5)
-    whole = task.training_step(x, 40, copy.deepcopy(gen))
+    whole = task.training_step(x, 40, StepContext.single(5, 40, 7))
     assert whole["temperature/disc"].item() == pytest.approx(START + (END - START) * 0.4)
-    model.latent.at_step(0)
-    parts = task.training_step_in_parts(x, 40, gen, parts=2)
+    # Rows 0-3 and 4-6 as two processes would hold them (each keyed by its rows' global indices): their diagnostics,
+    # weighted by size, are the whole batch's, because every row draws the same noise wherever it is computed.
+    parts = []
+    for rows in (range(0, 4), range(4, 7)):
+        model.latent.at_step(0)
+        context = StepContext(SampleNoise.for_rows(5, 40, rows), rows, 7)
+        parts.append(task.training_step(x[rows.start : rows.stop], 40, context))
     for key in ("temperature/disc", "sample_max/disc", "alpha_max/disc"):
-        torch.testing.assert_close(parts[key], whole[key].detach(), msg=key)
+        combined = (4 * parts[0][key] + 3 * parts[1][key]) / 7
+        torch.testing.assert_close(combined.detach(), whole[key].detach(), msg=key)
     assert "temperature/cont" not in whole  # a Gaussian has no diagnostics
 
 

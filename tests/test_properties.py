@@ -25,7 +25,7 @@ from torch.distributions import Categorical, Normal, kl_divergence
 
 from latentkit.assembly.build import build_objective
 from latentkit.assembly.specs import Component
-from latentkit.core import JointLatent, JointVAE, LatentContext, ModelOutput
+from latentkit.core import JointLatent, JointVAE, LatentContext, ModelOutput, SampleNoise
 from latentkit.errors import ConfigError
 from latentkit.plugins import get_registry
 from latentkit.testing import assert_kl_agrees, joint_kl_monte_carlo
@@ -37,6 +37,11 @@ from latentkit_plugins.schedules import ConstantCapacity, LinearCapacity
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
+
+
+def _noise(seed: int, batch: int) -> SampleNoise:
+    """Training noise for rows 0..batch-1, keyed as the trainer keys them."""
+    return SampleNoise.for_rows(seed, 0, range(batch))
 
 
 # --- strategies ----------------------------------------------------------------------------------------------------
@@ -253,7 +258,7 @@ def test_relaxed_samples_lie_on_the_simplex(data):
     family = GumbelSoftmax(data.draw(sizes_st), temperature=data.draw(st.floats(0.01, 10.0)))
     dtype = data.draw(st.sampled_from([torch.float32, torch.float64]))
     features = data.draw(_any_features(family.param_size, dtype=dtype))
-    sample = family.rsample(family.params_from_features(features), generator(data.draw(seeds())))
+    sample = family.rsample(family.params_from_features(features), _noise(data.draw(seeds()), features.shape[0]))
     assert torch.isfinite(sample).all() and (sample >= 0).all() and (sample <= 1).all()
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     for block in _per_variable(family, sample):
@@ -276,14 +281,14 @@ def test_relaxed_samples_approach_one_hot_as_temperature_falls(data):
     previous = None
     for tau in TEMPERATURES:
         family = GumbelSoftmax(sizes, temperature=tau)
-        sample = family.rsample(params, generator(seed))
+        sample = family.rsample(params, _noise(seed, features.shape[0]))
         top = torch.stack([block.max(-1).values for block in _per_variable(family, sample)], -1)
         if previous is not None:
             assert (top >= previous - 1e-9).all(), (tau, top, previous)
         previous = top
-    # The same uniforms the sampler drew, turned into exact Gumbel noise.
-    u = torch.rand(params["alpha"].shape, generator=generator(seed), dtype=params["alpha"].dtype)
-    scores = torch.log(params["alpha"]) - torch.log(-torch.log(u))
+    # The same Gumbel noise the sampler drew.
+    gumbel = _noise(seed, features.shape[0]).gumbel(params["alpha"].shape[1], dtype=params["alpha"].dtype)
+    scores = torch.log(params["alpha"]) + gumbel
     for block, score in zip(_per_variable(family, sample), _per_variable(family, scores)):
         top2 = score.topk(2, dim=-1).values
         clear = (top2[:, 0] - top2[:, 1]) > 0.05
@@ -297,9 +302,10 @@ def test_relaxed_samples_approach_one_hot_as_temperature_falls(data):
 def test_gradients_reach_the_parameters_through_every_rsample(data):
     family = data.draw(families())
     features = data.draw(moderate_features(family.param_size))
-    gen = generator(data.draw(seeds()))
+    seed = data.draw(seeds())
+    gen = generator(seed)
     params = {k: v.detach().clone().requires_grad_(True) for k, v in family.params_from_features(features).items()}
-    sample = family.rsample(params, gen)
+    sample = family.rsample(params, _noise(seed, features.shape[0]))
     (sample * torch.randn(sample.shape, generator=gen, dtype=sample.dtype)).sum().backward()
     for name, value in params.items():
         assert value.grad is not None, f"no gradient reaches parameter {name!r}"
@@ -313,8 +319,7 @@ def test_no_nan_or_inf_for_extreme_parameters(data):
     latent = data.draw(joint_latents())
     features = data.draw(extreme_features(latent.param_size))
     params = latent.split(features)
-    gen = generator(data.draw(seeds()))
-    training = latent.sample(params, reparametrise=True, generator=gen)
+    training = latent.sample(params, reparametrise=True, noise=_noise(data.draw(seeds()), features.shape[0]))
     for samples in (training, latent.sample(params, reparametrise=False)):
         for name, value in samples.items():
             assert torch.isfinite(value).all(), (name, features)
@@ -330,7 +335,7 @@ def test_exact_one_hot_parameters_stay_finite():
     family = GumbelSoftmax([4, 4], temperature=0.67)
     alpha = F.one_hot(torch.tensor([[0, 3], [2, 2]]), 4).flatten(1).float()
     params = {"alpha": alpha}
-    for value in (family.rsample(params, generator(0)), family.representative(params), family.kl(params, None)):
+    for value in (family.rsample(params, _noise(0, 2)), family.representative(params), family.kl(params, None)):
         assert torch.isfinite(value).all()
     torch.testing.assert_close(family.representative(params), alpha)
 

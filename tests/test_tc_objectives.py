@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from latentkit import cli
 from latentkit.assembly.build import build_objective
 from latentkit.assembly.specs import Component
-from latentkit.core import JointLatent, LatentContext
+from latentkit.core import JointLatent, LatentContext, SampleNoise
 from latentkit.errors import ConfigError, LatentkitError
 from latentkit.plugins import get_registry
 from latentkit_plugins.factorvae_objective import permute_units, unit_columns
@@ -38,7 +38,7 @@ MIXED = (
 
 def draw(latent: JointLatent, features: torch.Tensor, seed: int = 0):
     params = latent.split(features)
-    samples = latent.sample(params, reparametrise=True, generator=torch.Generator().manual_seed(seed))
+    samples = latent.sample(params, reparametrise=True, noise=SampleNoise.for_rows(seed, 0, range(features.shape[0])))
     return params, samples
 
 
@@ -166,7 +166,7 @@ def test_tcvae_adds_weighted_terms_to_jointvae():
     x = torch.rand(8, 1, 32, 32, generator=torch.Generator().manual_seed(1))
     base = build_objective(Component("jointvae", {"terms": TERMS}), model)
     tc = build_objective(Component("tcvae", {"terms": TERMS, "tc_weight": 4.0, "mi_weight": 0.5}), model, dataset_size=100)
-    output = model(x, generator=torch.Generator().manual_seed(0))
+    output = model(x, noise=SampleNoise.fresh(len(x), torch.Generator().manual_seed(0)))
     a, b = base(x, output, 50), tc(x, output, 50)
     added = 4.0 * b["tc/tc"] + 0.5 * b["tc/mi"]
     assert float(b["objective"].detach()) == pytest.approx(float((a["objective"] + added).detach()), rel=1e-6)
@@ -216,21 +216,21 @@ def test_factorvae_gradients_reach_only_their_own_parameters():
                                                         "discriminator_layers": 2}), model)
     disc = objective.trainable()
     x = torch.rand(16, 1, 32, 32, generator=torch.Generator().manual_seed(2))
-    output = model(x, generator=torch.Generator().manual_seed(0))
+    output = model(x, noise=SampleNoise.fresh(len(x), torch.Generator().manual_seed(0)))
     logs = objective(x, output, 10)
     logs["loss"].backward()
     model_grads = [p.grad.clone() for p in model.parameters()]
     disc_grads = [p.grad.clone() for p in disc.parameters()]
     # The same pieces apart: the model's part alone, and the discriminator's cross-entropy alone.
     model.zero_grad(), disc.zero_grad()
-    output = model(x, generator=torch.Generator().manual_seed(0))
+    output = model(x, noise=SampleNoise.fresh(len(x), torch.Generator().manual_seed(0)))
     logs2 = objective(x, output, 10)
     (logs2["loss"] - logs2["discriminator/loss"]).backward()
     assert all(p.grad is None or not p.grad.any() for p in disc.parameters())
     for g, p in zip(model_grads, model.parameters()):
         assert torch.allclose(g, p.grad, atol=1e-7)
     model.zero_grad(), disc.zero_grad()
-    output = model(x, generator=torch.Generator().manual_seed(0))
+    output = model(x, noise=SampleNoise.fresh(len(x), torch.Generator().manual_seed(0)))
     objective(x, output, 10)["discriminator/loss"].backward()
     assert all(p.grad is None or not p.grad.any() for p in model.parameters())
     for g, p in zip(disc_grads, disc.parameters()):

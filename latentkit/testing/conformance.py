@@ -17,7 +17,7 @@ families. ``tests/test_conformance.py`` runs it over every family in the registr
 Configurations come from ``family_cls.example_configs()`` unless given. Every check uses Hypothesis (derandomised, so
 a family passes or fails the same way on every run) to draw encoder features — moderate ones (|x| ≤ 3, float64) for
 statistical checks, extreme ones (±1e4, exactly one-hot softmaxes, float32) for finiteness — and the seeds of the
-``torch.Generator`` passed to the samplers.
+``torch.Generator`` and the :class:`~latentkit.core.SampleNoise` keys passed to the samplers.
 
 The checks (each can fail; ``tests/test_conformance.py`` proves it with a deliberately broken family per check):
 
@@ -28,8 +28,9 @@ The checks (each can fail; ``tests/test_conformance.py`` proves it with a delibe
     ``traversal_values(u, n)`` is ``(m ≥ 1, width of unit_slice(u))`` and finite; a discrete family's ``unit_sizes``
     match its unit slices.
 ``honours_generator``
-    ``rsample``, ``sample_posterior`` and ``prior_sample`` depend only on the generator passed in (same seed, same
-    draw, whatever the global RNG) — training resumes and the Monte-Carlo checks depend on it.
+    ``rsample`` depends only on the :class:`~latentkit.core.SampleNoise` passed in, ``sample_posterior`` and
+    ``prior_sample`` only on the generator passed in (same keys or seed, same draw, whatever the global RNG) —
+    training resumes and the Monte-Carlo checks depend on it.
 ``kl_matches_monte_carlo``
     the analytic KL agrees, per unit and per row, with ``E[log_posterior − log_prior]`` over 20 000 exact
     ``sample_posterior`` draws (the categorical itself, not its relaxation), float64 features:
@@ -55,6 +56,22 @@ The checks (each can fail; ``tests/test_conformance.py`` proves it with a delibe
     deterministic (same value twice, whatever the global RNG); for a discrete family it is, per unit, the encoding
     (the ``traversal_values`` row: one-hot for a categorical, 0/1 for a binary unit) of the category ``categories()``
     picks, and that category maximises ``log_posterior`` (i.e. it is the posterior's mode).
+``training_density``
+    ``log_density`` is the density of ``rsample``'s draws, normalised like ``log_prior_density``.
+``row_rule``
+    a row's training draw depends only on its parameters and its noise key: rows drawn with
+    ``SampleNoise.for_rows(seed, step, rows)`` and the same rows (same global indices) drawn inside another batch —
+    other rows, another size, another order — agree to 16 units in the last place (float32 and float64); a
+    batch-wide ``torch.randn`` or a rejection loop drawing retries from a shared stream fails.
+``prior_sample_matches_prior``
+    ``prior_sample`` draws from the prior ``log_prior`` describes, in float32 and float64: the importance identity
+    ``E_{z ~ prior_sample}[q(z)/p(z)] = 1`` per unit for posteriors near the prior, and a two-sample comparison with
+    ``sample_posterior`` at zero features (when they give the prior) of the fraction of draws below pooled quantiles
+    and of the mean ``log_prior``; every bound is 5 of the estimator's own standard errors (plus rounding).
+
+Hypothesis settings never depend on the machine's speed (no deadline, the too-slow health checks off, derandomised,
+no example database), and a failed check's report always names the inputs of the failing example (the suite records
+them itself, in case Hypothesis's own "Falsifying example" note is missing).
 
 Families with dependencies (``depends_on``, e.g. a mixture prior ``p(z | c)``): their ``kl``, ``log_prior`` and
 ``prior_sample`` read other channels through a :class:`~latentkit.core.LatentContext`, so they cannot be checked
@@ -63,20 +80,21 @@ that joint latent: contexts hold the parents' parameters and exact posterior dra
 the Monte-Carlo check scores the joint draw against ``p(c) p(z | c)`` (the per-unit target is then
 ``E_q(c)[KL(q(z) ‖ p(z | c))]``, which is what such a family's ``kl`` must return). Parents come from the ``parents``
 argument, or else from an optional classmethod ``family_cls.conformance_parents(config) -> {name: LatentFamily}``;
-without either, every check is *skipped* with a message saying so. ``kl_zero_at_prior`` is always skipped for
-dependent families: their prior is not reachable by a choice of the family's own features.
+without either, every check is *skipped* with a message saying so. ``kl_zero_at_prior``, ``training_density`` and
+``prior_sample_matches_prior`` are always skipped for dependent families: their prior is not reachable by a choice of
+the family's own features, so neither a zero-KL point nor importance weights of useful variance exist (their
+``prior_sample`` is still checked for shapes and generator use, and their ``log_prior`` by ``kl_matches_monte_carlo``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import numbers
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
-
-import contextlib
-from collections.abc import Iterator
 
 import attrs
 import hypothesis
@@ -85,7 +103,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from torch import Tensor
 
-from latentkit.core import JointLatent, LatentContext, LatentFamily
+from latentkit.core import JointLatent, LatentContext, LatentFamily, SampleNoise
 from latentkit.testing.montecarlo import N_DRAWS, assert_kl_agrees, joint_kl_monte_carlo
 from latentkit.testing.strategies import extreme_features, generator, moderate_features, seeds
 from latentkit.testing.strategies import features as feature_strategy
@@ -251,6 +269,40 @@ def _default_settings(max_examples: int) -> hypothesis.settings:
     )
 
 
+#: The inputs of the last failing call of a check's property, reported whatever Hypothesis's own report holds.
+_last_failure: list[str] = []
+_FALSIFYING = "Falsifying example"
+
+
+def _recorded(test: Callable[..., None]) -> Callable[..., None]:
+    """Remember the inputs of a failing call (Hypothesis replays the minimal failing example last).
+
+    Why: the report must name the example that fails whatever the timing; Hypothesis's own "Falsifying example" note
+    is attached only on its final replay, so the suite keeps its own copy and adds it when that note is missing."""
+
+    @functools.wraps(test)
+    def wrapper(**kwargs: Any) -> None:
+        try:
+            test(**kwargs)
+        except BaseException:
+            shown = ", ".join(f"{k}={_show(v)}" for k, v in kwargs.items())
+            _last_failure[:] = [f"{_FALSIFYING}: {test.__name__}({shown})"]
+            raise
+
+    return wrapper
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"torch.tensor({value.tolist()!r}, dtype={value.dtype})"
+    return repr(value)
+
+
+def _noise(seed: int, rows: int | Tensor, step: int = 0) -> SampleNoise:
+    """Training noise keyed as the trainer keys it, for the rows ``range(rows)`` (or the given global indices)."""
+    return SampleNoise.for_rows(seed, step, range(rows) if isinstance(rows, int) else rows)
+
+
 def _any_features(width: int, **kwargs) -> st.SearchStrategy[Tensor]:
     return st.one_of(moderate_features(width, **kwargs), extreme_features(width, **kwargs))
 
@@ -298,6 +350,7 @@ def _check_shapes(subject: _Subject, s: hypothesis.settings) -> None:
 
     @s
     @given(features=moderate_features(latent.param_size), seed=seeds())
+    @_recorded
     def run(features: Tensor, seed: int) -> None:
         gen, batch = generator(seed), features.shape[0]
         own = fam.params_from_features(features[:, subject.own])
@@ -309,7 +362,7 @@ def _check_shapes(subject: _Subject, s: hypothesis.settings) -> None:
             )
         params, ctx = subject.params_and_context(features, gen)
         p = params[SUBJECT]
-        _expect_tensor(fam.rsample(p, gen), (batch, size), "rsample")
+        _expect_tensor(fam.rsample(p, _noise(seed, batch)), (batch, size), "rsample")
         _expect_tensor(fam.representative(p), (batch, size), "representative")
         value = _expect_tensor(fam.sample_posterior(p, gen), (batch, size), "sample_posterior")
         _expect_tensor(fam.kl(p, ctx), (batch, units), "kl")
@@ -325,11 +378,13 @@ def _check_shapes(subject: _Subject, s: hypothesis.settings) -> None:
 
 
 def _check_generator(subject: _Subject, s: hypothesis.settings) -> None:
-    """Samplers draw only from the generator they are given (exact resume and reproducible checks need it)."""
+    """Samplers draw only from what they are given: ``rsample`` from its :class:`SampleNoise`, ``sample_posterior``
+    and ``prior_sample`` from their generator (exact resume and reproducible checks need it)."""
     fam, latent = subject.family, subject.latent
 
     @s
     @given(features=moderate_features(latent.param_size), seed=seeds())
+    @_recorded
     def run(features: Tensor, seed: int) -> None:
         params, _ = subject.params_and_context(features, generator(seed))
         p, batch = params[SUBJECT], features.shape[0]
@@ -338,15 +393,15 @@ def _check_generator(subject: _Subject, s: hypothesis.settings) -> None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(global_seed)
                 draws.append((
-                    fam.rsample(p, generator(seed)),
+                    fam.rsample(p, _noise(seed, batch)),
                     fam.sample_posterior(p, generator(seed)),
                     latent.prior_sample(batch, generator(seed))[SUBJECT],
                 ))
         for what, a, b in zip(("rsample", "sample_posterior", "prior_sample"), *draws):
             assert torch.equal(a, b), (
-                f"{what} gave different values for the same generator seed under different global RNG states: it "
-                f"must draw all its randomness from the generator it is given (resumed runs and Monte-Carlo checks "
-                f"depend on it)"
+                f"{what} gave different values for the same generator seed (rsample: the same SampleNoise) under "
+                f"different global RNG states: it must draw all its randomness from the generator (rsample: the "
+                f"noise) it is given (resumed runs and Monte-Carlo checks depend on it)"
             )
 
     run()
@@ -358,6 +413,7 @@ def _check_monte_carlo(subject: _Subject, s: hypothesis.settings, n_draws: int =
 
     @s
     @given(features=moderate_features(latent.param_size, max_batch=3), seed=seeds())
+    @_recorded
     def run(features: Tensor, seed: int) -> None:
         mc = joint_kl_monte_carlo(latent, features, n_draws, generator(seed))
         assert_kl_agrees(mc, what=subject.label)
@@ -376,6 +432,7 @@ def _check_kl_bounds(subject: _Subject, s: hypothesis.settings) -> None:
 
     @s
     @given(features=_any_features(subject.latent.param_size), seed=seeds())
+    @_recorded
     def run(features: Tensor, seed: int) -> None:
         params, ctx = subject.params_and_context(features, generator(seed))
         kl = fam.kl(params[SUBJECT], ctx)
@@ -405,6 +462,7 @@ def _check_zero_at_prior(subject: _Subject, s: hypothesis.settings) -> None:
 
     @s
     @given(dtype=st.sampled_from([torch.float32, torch.float64]), seed=seeds())
+    @_recorded
     def run(dtype: torch.dtype, seed: int) -> None:
         n, gen = 64, generator(seed)
         features = torch.zeros(n, latent.param_size, dtype=dtype)
@@ -436,6 +494,7 @@ def _check_finite(subject: _Subject, s: hypothesis.settings) -> None:
 
     @s
     @given(features=extreme_features(subject.latent.param_size), seed=seeds())
+    @_recorded
     def run(features: Tensor, seed: int) -> None:
         gen = generator(seed)
         own = fam.params_from_features(features[:, subject.own])
@@ -443,7 +502,7 @@ def _check_finite(subject: _Subject, s: hypothesis.settings) -> None:
             _expect_finite(value, f"parameter {key!r}", features)
         params, ctx = subject.params_and_context(features, gen)
         p = params[SUBJECT]
-        _expect_finite(fam.rsample(p, gen), "rsample", features)
+        _expect_finite(fam.rsample(p, _noise(seed, features.shape[0])), "rsample", features)
         _expect_finite(fam.representative(p), "representative", features)
         _expect_finite(fam.kl(p, ctx), "kl", features)
         if fam.is_discrete:
@@ -462,10 +521,11 @@ def _check_gradients(subject: _Subject, s: hypothesis.settings) -> None:
 
     @s
     @given(features=moderate_features(fam.param_size), seed=seeds())
+    @_recorded
     def run(features: Tensor, seed: int) -> None:
         gen = generator(seed)
         leaf = features.clone().requires_grad_(True)
-        sample = fam.rsample(fam.params_from_features(leaf), gen)
+        sample = fam.rsample(fam.params_from_features(leaf), _noise(seed, features.shape[0]))
         assert isinstance(sample, Tensor) and sample.requires_grad, (
             "rsample's output is detached from the parameters although has_rsample is True"
         )
@@ -494,6 +554,7 @@ def _check_representative(subject: _Subject, s: hypothesis.settings) -> None:
 
     @s
     @given(features=_any_features(subject.latent.param_size), seed=seeds())
+    @_recorded
     def run(features: Tensor, seed: int) -> None:
         params, _ = subject.params_and_context(features, generator(seed))
         p, batch = params[SUBJECT], features.shape[0]
@@ -552,13 +613,14 @@ def _check_training_density(subject: _Subject, s: hypothesis.settings, n_draws: 
 
     @s
     @given(features=feature_strategy(latent.param_size, max_batch=2, elements=st.floats(-0.3, 0.3)), seed=seeds())
+    @_recorded
     def run(features: Tensor, seed: int) -> None:
         gen = generator(seed)
         batch = features.shape[0]
         repeated = features.repeat_interleave(n_draws, dim=0)
         params, context = subject.params_and_context(repeated, gen)
         own = params[SUBJECT]
-        z = fam.rsample(own, gen)
+        z = fam.rsample(own, _noise(seed, batch * n_draws))
         log_q = _expect_tensor(fam.log_density(own, z), (batch * n_draws, fam.unit_count), "log_density")
         log_p = _expect_tensor(fam.log_prior_density(z, context), (batch * n_draws, fam.unit_count), "log_prior_density")
         _expect_finite(log_q, "log_density of rsample draws", features)
@@ -570,6 +632,136 @@ def _check_training_density(subject: _Subject, s: hypothesis.settings, n_draws: 
             f"not 1: log_density is not the density of rsample's draws, or it and log_prior_density are normalised "
             f"differently (a relaxed family must give its relaxed distribution's density in both)"
         )
+
+    run()
+
+def _row_tolerance(value: Tensor) -> Tensor:
+    """A few units in the last place of ``value``: the same row computed inside another batch may take another
+    vectorised code path (SIMD body or scalar tail), which can differ by an ulp; a batch-coupled draw moves by far
+    more."""
+    return 16 * torch.finfo(value.dtype).eps * value.abs().clamp_min(1.0)
+
+
+def _check_row_rule(subject: _Subject, s: hypothesis.settings) -> None:
+    """A row's training draw depends only on its parameters and its noise key, never on the other rows: the same rows
+    (same global indices) drawn inside another batch — other rows, another size, another order — are equal.
+
+    Why: the trainer keys each row's noise by (run seed, step, global sample index) and may compute a batch in parts
+    on several processes; a sampler whose rows share a stream (``torch.randn`` over the batch, a rejection loop drawing
+    the pending rows' attempts from one sequence) would give results that change with the split."""
+    fam, latent = subject.family, subject.latent
+
+    @s
+    @given(
+        features=moderate_features(latent.param_size, max_batch=5),
+        others=moderate_features(latent.param_size, min_batch=0, max_batch=5),
+        keep=st.lists(st.booleans(), min_size=5, max_size=5).filter(any),
+        dtype=st.sampled_from([torch.float32, torch.float64]),
+        start=st.integers(0, 2**20),
+        step=st.integers(0, 10**6),
+        seed=seeds(),
+    )
+    @_recorded
+    def run(
+        features: Tensor, others: Tensor, keep: list[bool], dtype: torch.dtype, start: int, step: int, seed: int
+    ) -> None:
+        batch = features.shape[0]
+        mask = torch.tensor(keep[:batch])
+        if not mask.any():
+            mask[0] = True
+        rows = start + torch.arange(batch)
+        first = fam.rsample(latent.split(features.to(dtype))[SUBJECT], _noise(seed, rows, step))
+        # Another batch: the kept rows beside other rows (other indices, other parameters), shuffled.
+        other_rows = start + batch + torch.arange(others.shape[0])
+        mixed = torch.cat([features[mask], others]).to(dtype)
+        mixed_rows = torch.cat([rows[mask], other_rows])
+        order = torch.randperm(mixed.shape[0], generator=generator(seed))
+        second = fam.rsample(latent.split(mixed[order])[SUBJECT], _noise(seed, mixed_rows[order], step))
+        where = torch.argsort(order)[: int(mask.sum())]  # positions of the kept rows in the shuffled batch
+        a, b = first[mask].detach(), second[where].detach()
+        err = (a.to(torch.float64) - b.to(torch.float64)).abs()
+        bad = ~(err <= _row_tolerance(a).to(torch.float64))
+        assert not bad.any(), (
+            f"row rule broken: the same rows (same parameters, same noise keys) drawn inside another batch moved by up "
+            f"to {err.max().item():.3g} ({int(bad.any(1).sum())} of {a.shape[0]} rows, {dtype}); rsample must draw "
+            f"each row from that row's key only — noise.normal/uniform/gumbel(..., draw=attempt) on noise.select(rows "
+            f"still pending) for a rejection sampler — never from a stream shared by the batch"
+        )
+
+    run()
+
+
+def _two_sample_bound(a: Tensor, b: Tensor, z: float) -> tuple[Tensor, Tensor]:
+    """``|mean(a) − mean(b)|`` over dim 0 and ``z`` standard errors of that difference (independent samples)."""
+    n_a, n_b = a.shape[0], b.shape[0]
+    diff = (a.mean(0) - b.mean(0)).abs()
+    stderr = torch.sqrt(a.var(0) / n_a + b.var(0) / n_b)
+    return diff, z * stderr + 64 * torch.finfo(a.dtype).eps * (1 + a.mean(0).abs())
+
+
+def _check_prior_sample(subject: _Subject, s: hypothesis.settings, n_draws: int = N_DRAWS) -> None:
+    """``prior_sample`` draws from the family's own prior, in float32 and float64, by Monte Carlo: the importance
+    identity E_{z ~ prior_sample}[q(z) / p(z)] = 1 per unit for posteriors q near the prior (``log_posterior −
+    log_prior``), and a two-sample comparison with ``sample_posterior`` at the prior's parameters (zero features) of
+    the fraction of draws below pooled quantiles per column and of the mean ``log_prior``; every bound is Z = 5 of the
+    estimator's own standard errors (plus rounding)."""
+    fam, latent = subject.family, subject.latent
+    if subject.dependent:
+        raise _Skip(
+            "prior_sample_matches_prior does not apply to a family whose prior depends on other channels (no posterior "
+            "of its own reaches that prior, so the importance weights have no useful variance); its kl_matches_monte_"
+            "carlo check scores its posterior draws against its log_prior"
+        )
+    z_bound = 5.0
+
+    @s
+    @given(
+        features=feature_strategy(latent.param_size, max_batch=2, elements=st.floats(-0.5, 0.5)),
+        dtype=st.sampled_from([torch.float32, torch.float64]),
+        seed=seeds(),
+    )
+    @_recorded
+    def run(features: Tensor, dtype: torch.dtype, seed: int) -> None:
+        gen = generator(seed)
+        draws = _expect_tensor(latent.prior_sample(n_draws, gen)[SUBJECT], (n_draws, fam.sample_size), "prior_sample")
+        draws = draws.to(dtype)
+        prior_ctx = LatentContext(params={}, samples={SUBJECT: draws})
+        log_p = fam.log_prior(draws, prior_ctx).to(torch.float64)
+        _expect_finite(log_p, "log_prior of prior_sample draws")
+        # 1. importance identity, per posterior row and unit
+        for row in range(features.shape[0]):
+            own = latent.split(features[row : row + 1].to(dtype).expand(n_draws, -1))[SUBJECT]
+            ratio = (fam.log_posterior(own, draws).to(torch.float64) - log_p).exp()
+            mean, stderr = ratio.mean(0), ratio.std(0) / math.sqrt(n_draws)
+            bad = ~((mean - 1).abs() <= z_bound * stderr + 64 * torch.finfo(dtype).eps)
+            assert not bad.any(), (
+                f"prior_sample does not draw from the prior: over {n_draws} prior_sample draws E[q(z)/p(z)] "
+                f"(exp(log_posterior - log_prior)) is {mean[bad][0].item():.5f} ± {stderr[bad][0].item():.2g} (SE) for "
+                f"unit {int(bad.nonzero()[0])} of posterior row {row} ({dtype}), not 1 (allowed {z_bound}*SE)"
+            )
+        # 2. two samples: prior_sample against sample_posterior at the prior's parameters — zero features, when they
+        # give the prior (kl 0 there; otherwise kl_zero_at_prior reports the family, and the prior's parameters are
+        # unknown here)
+        zero = latent.split(torch.zeros(n_draws, latent.param_size, dtype=dtype))[SUBJECT]
+        if fam.kl(zero, LatentContext(params={SUBJECT: zero})).abs().max().item() > 1e-6:
+            return
+        reference = fam.sample_posterior(zero, gen).to(dtype)
+        ref_log_p = fam.log_prior(reference, prior_ctx).to(torch.float64)
+        pooled = torch.cat([draws, reference]).to(torch.float64)
+        levels = torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9], dtype=torch.float64)
+        thresholds = torch.quantile(pooled, levels, dim=0)  # (levels, columns)
+        below_a = (draws.to(torch.float64).unsqueeze(1) <= thresholds).to(torch.float64).flatten(1)
+        below_b = (reference.to(torch.float64).unsqueeze(1) <= thresholds).to(torch.float64).flatten(1)
+        for what, a, b in (("the fraction of draws below pooled quantiles", below_a, below_b),
+                           ("the mean log_prior", log_p, ref_log_p)):
+            diff, bound = _two_sample_bound(a, b, z_bound)
+            bad = ~(diff <= bound)
+            assert not bad.any(), (
+                f"prior_sample does not draw from the prior: {what} differs between {n_draws} prior_sample draws and "
+                f"{n_draws} sample_posterior draws at the prior's parameters (zero features) by "
+                f"{diff[bad][0].item():.4g} > {z_bound}*SE = {bound[bad][0].item():.3g} ({dtype}): "
+                f"{a.mean(0)[bad][0].item():.4g} vs {b.mean(0)[bad][0].item():.4g}"
+            )
 
     run()
 
@@ -598,6 +790,8 @@ CHECKS: dict[str, Check] = {
         Check("rsample_gradients", _check_gradients, 15),
         Check("representative", _check_representative, 25),
         Check("training_density", _check_training_density, 6),
+        Check("row_rule", _check_row_rule, 10),
+        Check("prior_sample_matches_prior", _check_prior_sample, 4),
     )
 }
 
@@ -646,6 +840,7 @@ def run_check(
     """Run one check on ``family_cls(**config)``; never raises for a failing family (see :func:`check_family`)."""
     check = CHECKS[check] if isinstance(check, str) else check
     label = _label(family_cls, config)
+    _last_failure.clear()
     try:
         subject = _make_subject(family_cls, config, parents)
         s = settings if settings is not None else _default_settings(max_examples or check.max_examples)
@@ -654,7 +849,10 @@ def run_check(
     except _Skip as skip:
         return CheckResult(check.name, label, "skipped", str(skip))
     except Exception as exc:  # a crash is a failure of the family too; AssertionError carries the explanation
-        return CheckResult(check.name, label, "failed", _format(exc))
+        message = _format(exc)
+        if _FALSIFYING not in message and _last_failure:
+            message = "\n".join([message, *_last_failure])
+        return CheckResult(check.name, label, "failed", message)
     return CheckResult(check.name, label, "passed")
 
 
