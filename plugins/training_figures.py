@@ -3,8 +3,8 @@
 Every ``train.figures_every`` steps (at the first logging step at or after each multiple) and at the end of a completed
 run, every unit is traversed from the neutral latent (0 / category 0) — no random draws, so drawing a figure never
 changes the training's random stream and a resumed run stays bit-identical — with rows ordered by the KL logged at
-that step, most informative first. Each grid is also handed to the ``latentkit_log_images`` hook (``run_logging``
-writes it to TensorBoard; this plugin knows nothing of who logs it).
+that step, most informative first. Each grid is also handed to the ``latentkit_log_images`` hook through the run's
+hook relay (``run.hooks``): ``run_logging`` writes it to TensorBoard; this plugin knows nothing of who logs it.
 
 Samples that are not images — signals ``(C, L)``, vectors ``(D,)`` — are drawn as line plots (one panel per unit,
 its decoded curves coloured along the traversal; :mod:`latentkit.viz.lines`). A shape that is neither (an image of 2
@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import torch
 
-from latentkit.plugins import default_host, hookimpl
+from latentkit.plugins import hookimpl
 from latentkit.viz.images import save_png
 from latentkit.viz.lines import sample_grid, sample_kind
 from latentkit.viz.traversal import traversal_rows
@@ -46,15 +46,6 @@ def _drawable(run) -> bool:
     return False
 
 
-def _hook_relay(run):
-    """The relay the trainer calls this run's hooks through, to call ``latentkit_log_images`` on whoever logs images.
-
-    ``Run`` does not carry its relay yet; until it does, the default plugin host's relay is the one every session uses.
-    """
-    relay = getattr(run, "hook", None)
-    return relay if relay is not None else default_host().hook
-
-
 def draw(run, step: int, scalars: dict | None = None):
     """Write the traversal grid of ``run.model`` at ``step``; returns the PNG's path (``None`` when the samples cannot
     be drawn)."""
@@ -70,7 +61,8 @@ def draw(run, step: int, scalars: dict | None = None):
     image = sample_grid(sample_kind(run.model.image_shape), rows, row_labels=labels, title=f"step {step}")
     path = save_png(image, run.directory / FOLDER / f"traversals-step-{step:08d}.png")
     pixels = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
-    _hook_relay(run).latentkit_log_images(run=run, step=step, images={"traversals": pixels})
+    if run.hooks is not None:  # None: a run driven without hooks, so nobody to log images
+        run.hooks.latentkit_log_images(run=run, step=step, images={"traversals": pixels})
     state = run.plugin_state.setdefault(STATE, {})
     state["last"] = step
     return path

@@ -8,17 +8,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from latentkit_plugins.gaussian import Gaussian
 
 from latentkit.assembly.build import build_model
 from latentkit.assembly.checkpoint import checkpoint_config, save_model_checkpoint
-from latentkit.cli import main
-from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
-from latentkit.errors import CheckpointError, ConfigError, DataError, LatentkitError, UnknownNameError
 from latentkit.assembly.evaluate import evaluate_checkpoint
+from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
+from latentkit.cli import main
 from latentkit.core import LatentFamily
+from latentkit.errors import CheckpointError, ConfigError, DataError, LatentkitError, UnknownNameError
 from latentkit.plugins import hookimpl
 from latentkit.testing import CHECKS
-from latentkit_plugins.gaussian import Gaussian
 
 
 def _checkpoint(folder: Path, dataset: Component | None = Component("mnist"), channels=None) -> Path:
@@ -120,10 +120,10 @@ def test_debug_reraises(tmp_path):
 
 def test_metric_errors_are_user_errors(tmp_path, monkeypatch):
     """A model without a discrete channel: the accuracy metric's ConfigError reaches the CLI as a user error."""
+    import torch
+
     from latentkit.data.provider import ImageData
     from latentkit.plugins import get_registry
-
-    import torch
 
     ckpt = _checkpoint(tmp_path / "ckpt", channels=[ChannelSpec("cont", "gaussian", {"units": 2})])
     mnist_cls = get_registry().datasets.get("mnist")

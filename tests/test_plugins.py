@@ -18,16 +18,24 @@ from importlib.metadata import entry_points, version
 from pathlib import Path
 
 import pytest
+from latentkit_plugins.gaussian import Gaussian
 
 import latentkit
 from latentkit.assembly.build import build_latent
-from latentkit.cli import main as cli_main
 from latentkit.assembly.specs import ModelSpec
+from latentkit.cli import main as cli_main
 from latentkit.errors import PluginError, UnknownNameError
-from latentkit.plugins import PluginHost, PluginWarning, block_plugin, get_registry, hookimpl, unblock_plugin, use_host
-from latentkit.plugins import manager
+from latentkit.plugins import (
+    PluginHost,
+    PluginWarning,
+    block_plugin,
+    get_registry,
+    hookimpl,
+    manager,
+    unblock_plugin,
+    use_host,
+)
 from latentkit.plugins.registry import KINDS
-from latentkit_plugins.gaussian import Gaussian
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILTIN_PLUGINS = {"gaussian", "gumbel_softmax", "schedules", "conv_networks", "jointvae_objective"}
@@ -381,15 +389,14 @@ def test_an_unknown_name_in_the_environment_variable_is_a_warning(monkeypatch, c
 def test_training_figures_reach_tensorboard_whatever_the_plugin_order(order, tmp_path, two_channel_model):
     """training_figures calls latentkit_log_images; run_logging writes the images and closes its writer after every
     other latentkit_run_end (a wrapper), so the figure drawn at the end of a run is logged in either order."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     from latentkit_plugins import run_logging, training_figures
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     pair = [("run_logging", run_logging), ("training_figures", training_figures)]
     host = PluginHost(entry_points=False, plugins=dict(pair if order == "logging_first" else pair[::-1]))
     run = types.SimpleNamespace(
         directory=tmp_path, config={"experiment": {"train": {"figures_every": 100}}}, model=two_channel_model,
-        plugin_state={}, resumed_from=None, quiet=True, step=7, total_steps=7, hook=host.hook,
+        plugin_state={}, resumed_from=None, quiet=True, step=7, total_steps=7, hooks=host.hook,
     )
     host.hook.latentkit_run_start(run=run)
     host.hook.latentkit_step_end(run=run, step=7, scalars={"loss": 1.0})

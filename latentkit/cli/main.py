@@ -74,8 +74,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from latentkit.errors import ConfigError
     from latentkit.assembly.sweep import SweepSpec, plan, run_local, run_ray, summarise
+    from latentkit.errors import ConfigError
 
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]

@@ -44,7 +44,9 @@ def _requested_blocks(options: list[str], known: list[str]) -> set[str]:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"-p no:{name}: no plugin is named {name!r}.{hint} Plugins: {', '.join(known) or '(none)'}.")
+            raise ConfigError(
+                f"-p no:{name}: no plugin is named {name!r}.{hint} Plugins: {', '.join(known) or '(none)'}."
+            )
         names.add(name)
     return names
 
@@ -168,7 +170,7 @@ def _buildable_configs(family_cls: Any, failed: Callable[[str, str, str], None])
         return []
     try:
         configs = list(family_cls.example_configs())
-    except Exception as exc:  # a plugin's bug, reported like a failed property
+    except Exception as exc:  # noqa: BLE001 - a plugin's bug, reported like a failed property
         failed("example_configs", name, f"{name}.example_configs() raised {_one_line(exc)}")
         return []
     if not configs or any(not isinstance(c, dict) for c in configs):
@@ -179,7 +181,7 @@ def _buildable_configs(family_cls: Any, failed: Callable[[str, str, str], None])
     for config in configs:
         try:
             family_cls(**config)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported as one FAIL line, as the suite reports a crash
             if _uses_default_example_configs(family_cls):
                 failed("example_configs", name, f"{_label(name, config)} raised {_one_line(exc)}: {name} does not "
                        "override example_configs(), whose default [{}] builds it with no options; override "

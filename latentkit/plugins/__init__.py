@@ -11,7 +11,7 @@ from latentkit.plugins.hookspecs import PROJECT
 
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-from latentkit.plugins.manager import (  # noqa: E402
+from latentkit.plugins.manager import (
     DISABLE_ENV,
     PluginFailure,
     PluginHost,
@@ -25,7 +25,7 @@ from latentkit.plugins.manager import (  # noqa: E402
     unregister_plugin,
     use_host,
 )
-from latentkit.plugins.registry import Registry  # noqa: E402
+from latentkit.plugins.registry import Registry
 
 __all__ = [
     "DISABLE_ENV",

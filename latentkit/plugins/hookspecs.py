@@ -23,10 +23,10 @@ its author notices, while commands that do not need it keep working. A plugin re
 (``register_plugin``) raises :class:`~latentkit.errors.PluginError` at once instead.
 
 Plugins talk to each other only through hooks, never through shared state or the order they run in: a plugin that
-produces something another may record (a figure) *calls* a hook for it through the run's hook relay, and whoever
-records it implements that hook (``latentkit_log_images`` below: ``training_figures`` calls it, ``run_logging`` writes
-the images to TensorBoard). A plugin that must act after every other implementation of a hook says so with
-``@hookimpl(wrapper=True)`` (``run_logging`` closes its files after every other ``latentkit_run_end``).
+produces something another may record (a figure) *calls* a hook for it through the run's hook relay (``run.hooks``),
+and whoever records it implements that hook (``latentkit_log_images`` below: ``training_figures`` calls it,
+``run_logging`` writes the images to TensorBoard). A plugin that must act after every other implementation of a hook
+says so with ``@hookimpl(wrapper=True)`` (``run_logging`` closes its files after every other ``latentkit_run_end``).
 """
 
 from __future__ import annotations
@@ -102,6 +102,7 @@ def latentkit_log_images(run, step, images):
     """Images made at ``step`` for the run's logs: ``{tag: uint8 Tensor of shape (3, H, W)}`` (RGB).
 
     Called by plugins, not by the trainer: a plugin that draws a figure (``training_figures``) calls it through the
-    run's hook relay; a logger (``run_logging``: TensorBoard) implements it. Neither knows about the other, and either
-    may be absent. Called between ``latentkit_run_start`` and the end of ``latentkit_run_end``.
+    run's hook relay, ``run.hooks.latentkit_log_images(run=run, step=step, images=...)``; a logger (``run_logging``:
+    TensorBoard) implements it. Neither knows about the other, and either may be absent. Called between
+    ``latentkit_run_start`` and the end of ``latentkit_run_end``.
     """

@@ -205,7 +205,7 @@ def _load(state: tuple, extra: Mapping[str, object], blocked: Iterable[str], ent
             source = Source(ep.name, ep.dist.name if ep.dist else "(unknown)", ep.dist.version if ep.dist else "")
             try:
                 plugin = ep.load()
-            except Exception as exc:  # a plugin's import error must not take the host down
+            except Exception as exc:  # noqa: BLE001 - a plugin's import error must not take the host down
                 failures.append(_import_failure(source, ep, exc))
                 continue
             _add(pm, plugin, source, sources, failures)
@@ -262,7 +262,7 @@ def _fill_registry(pm: pluggy.PluginManager, sources: Mapping[str, Source], fail
         try:
             own = _own_registrations(pm, plugin, sources[name])
             _merge(registry, own)
-        except Exception as exc:  # a plugin's bug in its hook must not take the host down
+        except Exception as exc:  # noqa: BLE001 - a plugin's bug in its hook must not take the host down
             pm.unregister(plugin)
             failures.append(_registration_failure(sources[name], exc))
     return registry
@@ -314,7 +314,8 @@ def _block_hint(source: Source) -> str:
     """How to leave an installed plugin out without the warning (nothing for one registered in code)."""
     if source.distribution == _NOT_INSTALLED:
         return ""
-    return f"; `latentkit -p no:{source.plugin} ...` or {DISABLE_ENV}={source.plugin} leaves it out without this message"
+    name = source.plugin
+    return f"; `latentkit -p no:{name} ...` or {DISABLE_ENV}={name} leaves it out without this message"
 
 
 def _import_failure(source: Source, ep: importlib.metadata.EntryPoint, exc: BaseException) -> PluginFailure:
