@@ -204,18 +204,29 @@ class GaussianMixture(DiagonalGaussianPosterior, LatentFamily):
 
         Why not N(0, 1)'s ±1.645: a trained mixture prior puts its mass around its component means, which can lie far
         from 0, so standard-normal values would sweep a region the decoder never saw, or miss every component."""
+        return self._marginal_quantiles(unit, torch.linspace(0.05, 0.95, n, dtype=torch.float64)).float().unsqueeze(1)
+
+    def neutral_value(self) -> Tensor:
+        """Each unit's marginal prior median (the mixture's, found as :meth:`traversal_values` finds its quantiles):
+        where the prior's mass is, not the mean of the zero-features posterior (0), which can fall between components
+        far from any."""
+        medians = [self._marginal_quantiles(u, torch.tensor([0.5], dtype=torch.float64)) for u in range(self.units)]
+        return torch.cat(medians).float()
+
+    def _marginal_quantiles(self, unit: int, target: Tensor) -> Tensor:
+        """Quantiles ``target`` (float64) of unit ``unit``'s marginal prior, the equal-weight mixture of the components'
+        ``N(mu_k, var_k)``, by bisection on its CDF."""
         with torch.no_grad():
             mu = self.mu[:, unit].detach().double().cpu()
             std = torch.exp(0.5 * self.prior_logvar[:, unit].detach().double().cpu().clamp(-LOGVAR_LIMIT, LOGVAR_LIMIT))
             components = torch.distributions.Normal(mu, std)
-            target = torch.linspace(0.05, 0.95, n, dtype=torch.float64)
             lo = torch.full_like(target, (mu - 10 * std).min().item())
             hi = torch.full_like(target, (mu + 10 * std).max().item())
             for _ in range(100):  # the bracket halves each time: 100 halvings reach float64 resolution
                 mid = 0.5 * (lo + hi)
                 below = components.cdf(mid.unsqueeze(-1)).mean(-1) < target
                 lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-            return (0.5 * (lo + hi)).float().unsqueeze(1)
+            return 0.5 * (lo + hi)
 
     def log_prior(self, value: Tensor, context: LatentContext) -> Tensor:
         """``log p(value | c)`` per unit, ``c`` the parent's sample in ``context`` (mixed as in :meth:`prior_sample`

@@ -300,3 +300,14 @@ def test_the_recipe_trains_and_saves_the_mixture_prior(tmp_path):
         key = f"latent.channels.cont.{name}"
         assert key in saved and torch.isfinite(saved[key]).all()
         assert not torch.equal(saved[key], before[name]), f"{name} did not change in training"
+
+
+def test_neutral_value_is_the_marginal_prior_median():
+    """Traversals hold the other units at the prior's median, not at 0, which can lie between components."""
+    torch.manual_seed(3)
+    family = GaussianMixture(units=3, components=4, spread=2.0)
+    neutral = family.neutral_value()
+    assert neutral.shape == (3,)
+    std = torch.exp(0.5 * family.prior_logvar.detach())
+    cdf = torch.distributions.Normal(family.mu.detach(), std).cdf(neutral.unsqueeze(0)).mean(0)
+    torch.testing.assert_close(cdf, torch.full((3,), 0.5), rtol=0, atol=1e-6)
