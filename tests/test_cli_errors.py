@@ -17,7 +17,7 @@ from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
 from latentkit.cli import main
 from latentkit.core import LatentFamily
 from latentkit.errors import CheckpointError, ConfigError, DataError, LatentkitError, UnknownNameError
-from latentkit.plugins import hookimpl
+from latentkit.plugins import PluginHost, hookimpl, use_host
 from latentkit.testing import CHECKS
 
 
@@ -163,8 +163,6 @@ def _install_broken(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_a_broken_plugin_does_not_stop_an_unrelated_command(capsys, tmp_path, monkeypatch):
-    from latentkit.plugins import PluginHost, use_host
-
     ckpt = _checkpoint(tmp_path / "ckpt")
     _install_broken(tmp_path, monkeypatch)
     with use_host(PluginHost()):
@@ -179,8 +177,6 @@ def test_a_broken_plugin_does_not_stop_an_unrelated_command(capsys, tmp_path, mo
 
 
 def test_a_command_needing_a_broken_plugin_fails_naming_it_the_exception_and_the_fix(capsys, tmp_path, monkeypatch):
-    from latentkit.plugins import PluginHost, use_host
-
     _install_broken(tmp_path, monkeypatch)
     with use_host(PluginHost()):
         code = main(["check-plugin", "vonmises"])
@@ -193,8 +189,6 @@ def test_a_command_needing_a_broken_plugin_fails_naming_it_the_exception_and_the
 
 
 def test_blocking_the_broken_plugin_silences_it(capsys, tmp_path, monkeypatch):
-    from latentkit.plugins import PluginHost, use_host
-
     _install_broken(tmp_path, monkeypatch)
     with use_host(PluginHost()):
         assert main(["-p", "no:vonmises", "plugins"]) == 0
@@ -230,14 +224,14 @@ class _RaisingConstructor(Gaussian):
                          "override example_configs()"]),
     ],
 )
-def test_check_plugin_reports_a_family_that_cannot_be_built_in_one_line(family, fragments, plugins, capsys):
+def test_check_plugin_reports_a_family_that_cannot_be_built_in_one_line(family, fragments, capsys):
     class Plugin:
         @hookimpl
         def latentkit_register_families(self, registry):
             registry.add("unbuildable", family)
 
-    plugins.register(Plugin(), "unbuildable_plugin")
-    assert main(["check-plugin", "unbuildable"]) == 1
+    with use_host(PluginHost(plugins={"unbuildable_plugin": Plugin()})):
+        assert main(["check-plugin", "unbuildable"]) == 1
     captured = capsys.readouterr()
     assert "Traceback" not in captured.out + captured.err
     fails = [line for line in captured.out.splitlines() if line.startswith("FAIL ")]
@@ -246,14 +240,14 @@ def test_check_plugin_reports_a_family_that_cannot_be_built_in_one_line(family, 
     assert captured.out.splitlines()[-1].startswith("FAILED: latent family 'unbuildable': 0 passed, 1 failed")
 
 
-def test_check_plugin_runs_the_configurations_that_build_and_fails_the_one_that_does_not(plugins, capsys):
+def test_check_plugin_runs_the_configurations_that_build_and_fails_the_one_that_does_not(capsys):
     class Plugin:
         @hookimpl
         def latentkit_register_families(self, registry):
             registry.add("half_buildable", _RaisingConstructor)
 
-    plugins.register(Plugin(), "half_buildable_plugin")
-    assert main(["check-plugin", "half_buildable", "--max-examples", "2"]) == 1
+    with use_host(PluginHost(plugins={"half_buildable_plugin": Plugin()})):
+        assert main(["check-plugin", "half_buildable", "--max-examples", "2"]) == 1
     lines = capsys.readouterr().out.splitlines()
     fails = [line for line in lines if line.startswith("FAIL ")]
     assert len(fails) == 1 and fails[0].startswith("FAIL construct on _RaisingConstructor(units=-1): ")

@@ -114,13 +114,13 @@ def test_hook_with_an_argument_its_hook_does_not_give_is_malformed():
         PluginHost().register(_module("extra_arg", latentkit_register_families=latentkit_register_families), "x")
 
 
-def test_hook_that_raises_is_a_plugin_error(plugins):
+def test_hook_that_raises_is_a_plugin_error():
     @hookimpl
     def latentkit_register_families(registry):
         raise RuntimeError("cannot import my CUDA kernel")
 
     with pytest.raises(PluginError, match="failed while registering families.*cannot import my CUDA kernel"):
-        plugins.register(_module("raising", latentkit_register_families=latentkit_register_families), "raising")
+        PluginHost().register(_module("raising", latentkit_register_families=latentkit_register_families), "raising")
 
 
 def test_non_identifier_name_is_a_plugin_error():
@@ -238,16 +238,41 @@ def test_third_party_plugin_adds_a_family_with_its_source(plugins):
     assert isinstance(latent.channels["z"], ThirdPartyGaussian)
 
 
-def test_duplicate_names_are_an_error(plugins):
+def test_duplicate_names_are_an_error():
     @hookimpl
     def latentkit_register_families(registry):
         registry.add("gaussian", ThirdPartyGaussian)
 
+    host = PluginHost()
     with pytest.raises(PluginError) as info:
-        plugins.register(_module("shadow", latentkit_register_families=latentkit_register_families), "shadow")
+        host.register(_module("shadow", latentkit_register_families=latentkit_register_families), "shadow")
     message = str(info.value)
     assert "'gaussian'" in message and "shadow" in message and "latentkit" in message
-    assert get_registry().families.get("gaussian") is Gaussian  # the failed plugin left nothing behind
+    assert host.registry.families.get("gaussian") is Gaussian  # the failed plugin left nothing behind
+
+
+def test_the_host_reloads_when_its_plugins_change():
+    def plugin(family: type) -> types.ModuleType:
+        @hookimpl
+        def latentkit_register_families(registry):
+            registry.add("swapped", family)
+
+        return _module("swapped", latentkit_register_families=latentkit_register_families)
+
+    class Other(ThirdPartyGaussian):
+        pass
+
+    host = PluginHost(entry_points=False)
+    assert host.registry.families.names() == []
+    host.register(plugin(ThirdPartyGaussian), "swapped")
+    assert host.registry.families.get("swapped") is ThirdPartyGaussian
+    host.register(plugin(Other), "swapped")  # another object under the same name
+    assert host.registry.families.get("swapped") is Other
+    host.block("swapped")
+    assert "swapped" not in host.registry.families
+    host.unblock("swapped")
+    host.unregister("swapped")
+    assert host.registry.families.names() == [] and host.hook.latentkit_step_end.get_hookimpls() == []
 
 
 @pytest.mark.parametrize(

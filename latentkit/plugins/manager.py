@@ -74,7 +74,7 @@ class _PluginManager(pluggy.PluginManager):
 
 @attrs.frozen
 class _Loaded:
-    state: tuple  #: the host's (plugins registered in code, blocked names) this was loaded for
+    state: tuple  #: the host's ``_state()`` this was loaded for
     plugin_manager: pluggy.PluginManager
     registry: Registry
     failures: tuple[PluginFailure, ...]
@@ -171,17 +171,24 @@ class PluginHost:
         return self._current().failures
 
     def _state(self) -> tuple:
-        # Compared by value (plugin objects by identity, as dict items compare them), so a change made through any
-        # path — the methods above, or tests/conftest.py restoring the module-level state — is seen.
-        return tuple(self._extra.items()), frozenset(self._blocked), self._entry_points
+        """What the loaded plugins depend on. Taken afresh at every access, so that a change made through any path —
+        the methods above, or tests/conftest.py restoring the module-level collections — is seen."""
+        return tuple(self._extra), tuple(self._extra.values()), frozenset(self._blocked), self._entry_points
 
     def _current(self) -> _Loaded:
         state = self._state()
-        if self._loaded is None or self._loaded.state != state:
+        if self._loaded is None or not _same_state(self._loaded.state, state):
             self._loaded = _load(state, self._extra, self._blocked, self._entry_points)
             for failure in self._loaded.failures:
                 warnings.warn(failure.message, PluginWarning, stacklevel=3)
         return self._loaded
+
+
+def _same_state(old: tuple, new: tuple) -> bool:
+    """Equal names, blocked names and entry-point choice, and the very same plugin objects (by identity: an equal but
+    different object has different bound hook functions)."""
+    (old_names, old_plugins, *old_rest), (new_names, new_plugins, *new_rest) = old, new
+    return (old_names, old_rest) == (new_names, new_rest) and all(a is b for a, b in zip(old_plugins, new_plugins))
 
 
 def blocked_by_environment(environ: Mapping[str, str] | None = None) -> list[str]:
