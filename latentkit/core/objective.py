@@ -7,10 +7,11 @@ so the same objective evaluated at the same step gives the same value after a re
 **Batch statistics (optional).** Most VAE objectives are a function of a few *batch means* — the mean reconstruction
 term, each unit's mean KL — passed through something non-linear (JointVAE's ``γ·|KL − C|``). Such an objective can say
 so by implementing :meth:`StatisticsObjective.statistics` (the batch means, differentiable) and
-:meth:`StatisticsObjective.from_statistics` (the scalars, from batch means). The trainer then computes a batch in parts
-— on several CPU threads, or later on several processes — combines the parts' means into the whole batch's, evaluates
-the objective once on them, and sends each part its share of the gradient: the same gradient as one pass over the whole
-batch, with the non-linearity applied to the whole batch's means, not to each part's.
+:meth:`StatisticsObjective.from_statistics` (the scalars, from batch means). Training over several processes
+(``torchrun``) needs it: each process computes its rows' means, the training task combines them into the whole batch's
+(:meth:`latentkit.train.StepContext.global_mean`), evaluates the objective once on them, and each process
+back-propagates its share of the gradient — the gradient of one pass over the whole batch, with the non-linearity
+applied to the whole batch's means, not to each process's.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ class Objective(abc.ABC):
     """Named scalars from a batch, the model's output and the step; ``"loss"`` is what the optimiser minimises.
 
     **Trainable state (optional).** An objective may own parameters of its own — FactorVAE's discriminator — by
-    returning them as a module from :meth:`trainable`. The trainer then optimises them together with the model, in their
-    own Adam parameter group (:meth:`optimizer_options`: e.g. another learning rate and betas), moves them to the
-    device, saves them in every checkpoint and restores them on resume. The objective's ``"loss"`` must then be the sum
+    returning them as a module from :meth:`trainable`. The training task hands that module to the trainer as its extra
+    module ``"objective"`` (:meth:`latentkit.train.TrainingTask.extra_modules`), which optimises it together with the
+    model in its own Adam parameter group (:meth:`optimizer_options`: e.g. another learning rate and betas), moves it to
+    the device, saves it in every checkpoint (``objective.safetensors``) and restores it on resume. The objective's ``"loss"`` must then be the sum
     of the model's loss and the state's own loss, each part reaching only its own parameters (evaluate the state on
     detached inputs for its loss, and with detached parameters inside the model's loss), so one backward pass and one
     optimiser step train both.

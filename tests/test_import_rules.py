@@ -1,0 +1,86 @@
+"""The layering, read from the source: the trainer never imports the assembly; the core imports nothing concrete; no
+framework module imports a plugin or a recipe. Every import statement counts, including those inside functions."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "latentkit"
+
+#: what latentkit/train may import from latentkit (the bare package: its __version__)
+TRAINER_MAY_IMPORT = ("latentkit.core", "latentkit.plugins", "latentkit.data", "latentkit.errors", "latentkit._atomic",
+                      "latentkit.devices", "latentkit.train")
+CORE_MAY_IMPORT = ("latentkit.core", "latentkit.errors")
+CORE_THIRD_PARTY = ("torch", "attrs")
+
+
+def _module_name(path: Path) -> str:
+    if not path.is_relative_to(PACKAGE.parent):  # a module outside the checkout (the test of this reader)
+        return path.stem
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> list[str]:
+    """Absolute names of every module ``path`` imports (relative imports resolved)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                names.append(".".join(base + ([node.module] if node.module else [])))
+            else:
+                names.append(node.module or "")
+    return names
+
+
+def _modules(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.py"))
+
+
+def _within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def test_imports_of_reads_relative_and_nested_imports(tmp_path):
+    names = imports_of(PACKAGE / "train" / "trainer.py")
+    assert "latentkit.train.task" in names and "torch" in names
+    source = tmp_path / "m.py"
+    source.write_text("def f():\n    import latentkit.assembly.build\n")
+    assert imports_of(source) == ["latentkit.assembly.build"]
+    relative = PACKAGE / "train" / "__init__.py"  # resolve "from .x import y" against the package
+    assert all(not name.startswith(".") for name in imports_of(relative))
+
+
+@pytest.mark.parametrize("path", _modules(PACKAGE / "train"), ids=lambda p: p.name)
+def test_the_trainer_imports_no_assembly(path):
+    bad = [name for name in imports_of(path)
+           if _within(name, ("latentkit",)) and name != "latentkit" and not _within(name, TRAINER_MAY_IMPORT)]
+    assert not bad, f"{path.name} imports {bad}; latentkit/train may import only {TRAINER_MAY_IMPORT}"
+
+
+@pytest.mark.parametrize("path", _modules(PACKAGE), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_framework_module_imports_a_plugin_or_a_recipe(path):
+    bad = [name for name in imports_of(path) if _within(name, ("latentkit_plugins", "recipes"))]
+    assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}; plugins are found through entry points only"
+
+
+@pytest.mark.parametrize("path", _modules(PACKAGE / "core"), ids=lambda p: p.name)
+def test_the_core_imports_only_itself_errors_torch_attrs_and_the_standard_library(path):
+    bad = []
+    for name in imports_of(path):
+        top = name.split(".")[0]
+        if top == "latentkit":
+            if not _within(name, CORE_MAY_IMPORT):
+                bad.append(name)
+        elif top not in CORE_THIRD_PARTY and top not in sys.stdlib_module_names and top != "__future__":
+            bad.append(name)
+    assert not bad, f"core/{path.name} imports {bad}; the core may import {CORE_MAY_IMPORT}, torch, attrs, stdlib"
