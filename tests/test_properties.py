@@ -444,3 +444,10 @@ def test_gumbel_softmax_rejects_bad_configs(kwargs):
 def test_gaussian_rejects_bad_units(units):
     with pytest.raises(ConfigError):
         Gaussian(units)
+
+
+def test_noise_for_other_rows_than_the_batch_is_a_clear_error():
+    latent = JointLatent({"cont": Gaussian(2)})
+    params = latent.split(torch.zeros(3, latent.param_size))
+    with pytest.raises(ConfigError, match="keys for 2 rows but the batch has 3"):
+        latent.sample(params, reparametrise=True, noise=_noise(0, 2))

@@ -131,9 +131,14 @@ class JointLatent(nn.Module):
         """
         if not reparametrise:
             return {name: f.representative(params[name]) for name, f in self.items()}
+        first = next(iter(next(iter(params.values())).values()))
         if noise is None:
-            first = next(iter(next(iter(params.values())).values()))
             noise = SampleNoise.fresh(first.shape[0], device=first.device)
+        elif len(noise) != first.shape[0]:
+            raise ConfigError(
+                f"the noise has keys for {len(noise)} rows but the batch has {first.shape[0]}: build it for exactly "
+                f"these rows (SampleNoise.for_rows(seed, step, rows) with one global index per row)"
+            )
         return {name: f.rsample(params[name], noise.stream(name)) for name, f in self.items()}
 
     def concat(self, samples: Mapping[str, Tensor]) -> Tensor:
