@@ -53,6 +53,10 @@ class Rule:
     example: str
     convert: Callable[[Any], Any] = lambda value: value
 
+    def such_as(self, example: str) -> Rule:
+        """The same rule with the option's own example (``positive_int.such_as("64")`` for a batch size)."""
+        return attrs.evolve(self, example=example)
+
     def __call__(self, _instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         """As an attrs validator: the option is the attribute's name."""
         check(attribute.name, value, self)

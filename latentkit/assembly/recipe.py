@@ -25,7 +25,6 @@ import attrs
 
 from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
 from latentkit.errors import ConfigError
-
 from latentkit.train.config import TrainConfig  # the trainer owns its settings; recipes compose them
 from latentkit.validation import non_negative_float, optional, positive_float, positive_int
 
@@ -52,9 +51,9 @@ class Experiment:
 class Capacity:
     """A linear capacity ramp ``c_min → c_max`` over ``steps`` (a constant when ``c_min == c_max``)."""
 
-    c_min: float = attrs.field(default=0.0, validator=non_negative_float)
-    c_max: float = attrs.field(default=5.0, validator=non_negative_float)
-    steps: int = attrs.field(default=25_000, validator=positive_int)
+    c_min: float = attrs.field(default=0.0, validator=non_negative_float.such_as("0.0"))
+    c_max: float = attrs.field(default=5.0, validator=non_negative_float.such_as("5.0"))
+    steps: int = attrs.field(default=25_000, validator=positive_int.such_as("25000"))
 
     def component(self) -> dict:
         if self.c_min == self.c_max:
@@ -71,7 +70,7 @@ class ExtraChannel:
     name: str
     family: str
     options: dict = attrs.field(factory=dict)
-    gamma: float = attrs.field(default=30.0, validator=non_negative_float)
+    gamma: float = attrs.field(default=30.0, validator=non_negative_float.such_as("30.0"))
     capacity: Capacity = attrs.field(factory=Capacity)
 
 
@@ -115,7 +114,7 @@ class JointVAEConfig:
     image_shape: tuple[int, int, int] = (1, 32, 32)
     cont_units: int = 10
     disc_sizes: list[int] = attrs.field(factory=lambda: [10], converter=_sizes)
-    temperature: float = attrs.field(default=0.67, validator=positive_float)
+    temperature: float = attrs.field(default=0.67, validator=positive_float.such_as("0.67"))
     #: the family of channel ``cont`` (``gaussian``; ``gaussian_mixture`` for a prior that depends on ``disc``) and its
     #: options beyond ``units`` (e.g. ``{"components": 10}``)
     cont_family: str = "gaussian"
@@ -124,12 +123,12 @@ class JointVAEConfig:
     disc_options: dict = attrs.field(factory=dict)
     cont_capacity: Capacity = attrs.field(factory=Capacity)
     disc_capacity: Capacity = attrs.field(factory=Capacity)
-    cont_gamma: float = attrs.field(default=30.0, validator=non_negative_float)
-    disc_gamma: float = attrs.field(default=30.0, validator=non_negative_float)
+    cont_gamma: float = attrs.field(default=30.0, validator=non_negative_float.such_as("30.0"))
+    disc_gamma: float = attrs.field(default=30.0, validator=non_negative_float.such_as("30.0"))
     network: str = "jointvae_conv"
     #: the width of the network's hidden layers, for networks with a ``hidden`` option; None: the network's own
     #: default (256 for ``jointvae_conv`` and ``mlp``, the original's), and nothing passed to a network without one
-    hidden: int | None = attrs.field(default=None, validator=optional(positive_int, "the network's default"))
+    hidden: int | None = attrs.field(default=None, validator=optional(positive_int.such_as("256"), "the network's default"))
     #: further options of the network plugin (``mlp``: ``{"layers": 3, "output": "identity"}``)
     network_options: dict = attrs.field(factory=dict)
     loss_scale: str = "pixels"
@@ -137,7 +136,7 @@ class JointVAEConfig:
     #: the reconstruction term: "bernoulli" (data in [0, 1], images) or "gaussian" (real values; docs/non-image.md)
     likelihood: str = "bernoulli"
     #: σ of the Gaussian likelihood (ignored by "bernoulli")
-    sigma: float = attrs.field(default=0.1, validator=positive_float)
+    sigma: float = attrs.field(default=0.1, validator=positive_float.such_as("0.1"))
     #: more channels after ``cont`` and ``disc``, of any registered family, each with its own γ and capacity
     extra_channels: list[ExtraChannel] = attrs.field(factory=list, converter=_extra_channels)
     #: the objective plugin: ``jointvae``, or one that adds a term to it (``tcvae``, ``factorvae``)
