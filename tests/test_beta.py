@@ -40,6 +40,12 @@ def _gamma_quantile(u: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     return 0.5 * (lo + hi)
 
 
+def _same_rows(a: torch.Tensor, b: torch.Tensor) -> None:
+    """Equal up to a few units in the last place (values in (0, 1)): a row computed inside a batch of another size may
+    take another vectorised code path, whose transcendental functions can round differently by an ulp."""
+    torch.testing.assert_close(a, b, rtol=0, atol=16 * torch.finfo(a.dtype).eps)
+
+
 def test_check_plugin_passes_for_beta(capsys):
     """The whole conformance suite, through the command a plugin author runs."""
     assert cli_main(["check-plugin", "beta", "--max-examples", "3"]) == 0, capsys.readouterr().out
@@ -106,10 +112,10 @@ def test_a_row_draws_the_same_in_any_batch_and_any_split():
         family.rsample({k: v[:3] for k, v in params.items()}, SampleNoise.for_rows(7, 40, range(3))),
         family.rsample({k: v[3:8] for k, v in params.items()}, SampleNoise.for_rows(7, 40, range(3, 8))),
     ])
-    assert torch.equal(whole, parts)
+    _same_rows(whole, parts)
     order = torch.tensor([11, 7, 6, 5, 4, 10, 3, 2, 1, 0, 9, 8])
     shuffled = family.rsample({k: v[order] for k, v in params.items()}, SampleNoise.for_rows(7, 40, order))
-    assert torch.equal(shuffled[torch.argsort(order)][:8], whole)
+    _same_rows(shuffled[torch.argsort(order)][:8], whole)
 
 
 def test_the_joint_latent_keeps_the_row_rule_for_a_beta_channel():
@@ -119,7 +125,7 @@ def test_the_joint_latent_keeps_the_row_rule_for_a_beta_channel():
     whole = latent.sample(params, reparametrise=True, noise=SampleNoise.for_rows(3, 2, range(6)))["cont"]
     tail = {"cont": {k: v[4:] for k, v in params["cont"].items()}}
     part = latent.sample(tail, reparametrise=True, noise=SampleNoise.for_rows(3, 2, range(4, 6)))["cont"]
-    assert torch.equal(whole[4:], part)
+    _same_rows(whole[4:], part)
 
 
 def test_kl_matches_torch_distributions():
