@@ -14,9 +14,9 @@ for the mean-field posterior ``q(z) q(c)``.
 Its posterior comes from the core's :class:`~latentkit.core.DiagonalGaussianPosterior` mixin, as the built-in
 ``gaussian`` and ``gaussian_mixture`` families' do (nothing under ``latentkit/`` may import a concrete plugin); the
 built-in ``gaussian_mixture`` is the complete version of this example (learnable variances, responsibilities). This one
-is not registered by any entry point:
-tests add it with :data:`PLUGIN` through :func:`latentkit.plugins.register_plugin`, as a third-party package would
-through its entry point.
+is not registered by any entry point: tests add :data:`PLUGIN` to a plugin host in code, as a third-party package would
+through its entry point — ``PluginHost(plugins={"mixture_gaussian_example": PLUGIN})`` for a host of their own, or
+:func:`latentkit.plugins.register_plugin` for the process's.
 """
 
 from __future__ import annotations
@@ -130,12 +130,13 @@ class MixtureGaussian(DiagonalGaussianPosterior, LatentFamily):
 
 
 class _MixturePlugin:
-    """A plugin object registering :class:`MixtureGaussian`, for :func:`latentkit.plugins.register_plugin`."""
+    """A plugin object registering :class:`MixtureGaussian`, for a :class:`~latentkit.plugins.PluginHost`."""
 
     @hookimpl
     def latentkit_register_families(self, registry):
         registry.add("mixture_gaussian", MixtureGaussian)
 
 
-#: Register with ``latentkit.plugins.register_plugin(PLUGIN, name="mixture_gaussian_example")``.
+#: Register with ``PluginHost(plugins={"mixture_gaussian_example": PLUGIN})`` or
+#: ``latentkit.plugins.register_plugin(PLUGIN, name="mixture_gaussian_example")``.
 PLUGIN = _MixturePlugin()
