@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 import types
@@ -378,11 +379,25 @@ def test_block_plugin_acts_on_the_default_host():
     assert get_registry().families.get("gaussian") is Gaussian
 
 
-def test_dash_p_no_name_blocks_a_plugin_for_one_command(capsys):
+def test_dash_p_no_name_blocks_a_plugin_for_one_command(capsys, monkeypatch):
+    monkeypatch.delenv("LATENTKIT_DISABLE_PLUGINS", raising=False)
     assert cli_main(["-p", "no:gaussian", "-p", "no:laplace", "plugins", "--json"]) == 0
     families = {entry["name"] for entry in json.loads(capsys.readouterr().out)["families"]}
     assert "gaussian" not in families and "laplace" not in families and "gumbel_softmax" in families
     assert "gaussian" in get_registry().families  # the default host is untouched afterwards
+    assert "LATENTKIT_DISABLE_PLUGINS" not in os.environ  # and the environment restored
+
+
+def test_dash_p_reaches_the_latentkit_processes_a_command_starts(monkeypatch):
+    """sweep starts `python -m latentkit train ...` for each run: they must leave out the same plugins."""
+    from latentkit.cli.plugins import plugin_host
+
+    monkeypatch.setenv("LATENTKIT_DISABLE_PLUGINS", "laplace")
+    with plugin_host(["no:gaussian"]) as host:
+        assert os.environ["LATENTKIT_DISABLE_PLUGINS"] == "laplace,gaussian"
+        assert {"gaussian", "laplace"} <= host.blocked and "gaussian" not in get_registry().families
+    assert os.environ["LATENTKIT_DISABLE_PLUGINS"] == "laplace"
+    assert "gaussian" in get_registry().families
 
 
 def test_the_environment_variable_blocks_plugins(monkeypatch, capsys):

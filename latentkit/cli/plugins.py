@@ -12,6 +12,7 @@ import difflib
 import importlib.util
 import inspect
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -57,22 +58,42 @@ def plugin_host(options: list[str]) -> Iterator[PluginHost]:
     name (the environment is read again here, so that a change since start-up counts).
 
     An unknown name after ``-p`` is an error (a typo on the command line is right there to fix); an unknown name in the
-    environment variable is a warning (it may name a plugin uninstalled since, and must not stop every command).
+    environment variable is a warning (it may name a plugin uninstalled since, and must not stop every command). The
+    names given with ``-p`` are added to ``$LATENTKIT_DISABLE_PLUGINS`` while the command runs, so that the latentkit
+    processes it starts (``sweep``'s runs) leave them out too.
     """
     base = default_host()
     known = base.known_names()
-    blocked = _requested_blocks(options, known)
-    for name in blocked_by_environment():
-        if name in known:
-            blocked.add(name)
-        else:
+    requested = _requested_blocks(options, known)
+    from_environment = blocked_by_environment()
+    for name in from_environment:
+        if name not in known:
             print(f"latentkit: warning: ${DISABLE_ENV} names {name!r}, which no installed plugin is called; ignored. "
                   f"Plugins: {', '.join(known) or '(none)'}.", file=sys.stderr)
-    if blocked <= base.blocked:
-        yield base
-        return
-    with use_host(base.derive(blocked=blocked)) as host:
-        yield host
+    blocked = requested | {name for name in from_environment if name in known}
+    with _environment(DISABLE_ENV, ",".join([*from_environment, *sorted(requested - set(from_environment))])):
+        if blocked <= base.blocked:
+            yield base
+        else:
+            with use_host(base.derive(blocked=blocked)) as host:
+                yield host
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` (unset when empty) for the ``with`` block."""
+    previous = os.environ.get(name)
+    if value:
+        os.environ[name] = value
+    else:
+        os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 def warn_broken(failures: tuple[PluginFailure, ...]) -> None:
