@@ -7,16 +7,19 @@ import os
 import signal
 from pathlib import Path
 
+import attrs
 import pytest
 import torch
 
 from latentkit import cli
 from latentkit.assembly.checkpoint import load_model
-from latentkit.errors import LatentkitError
+from latentkit.core import SampleNoise
+from latentkit.errors import ConfigError, LatentkitError
 from latentkit.plugins import hookimpl, register_plugin, unregister_plugin
 from latentkit.assembly.recipe import apply_overrides, load_recipe
 from latentkit.assembly.session import prepare_run
 from latentkit.train.checkpoints import list_checkpoints
+from latentkit.train import BaseTask, StepContext, TrainConfig, Trainer
 from latentkit.train.trainer import Interrupted, NumericalFault
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -215,33 +218,215 @@ def test_missing_data_is_a_clear_error(tmp_path, capsys):
     assert "mnist" in err.lower() and "Traceback" not in err
 
 
+class LinearAE(BaseTask):
+    """A model that is no JointVAE, trained through the public API: a linear autoencoder with an MSE loss."""
+
+    def __init__(self, size: int = 64):
+        self.module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(size, 4), torch.nn.Linear(4, size))
+        self.seen: list[torch.Tensor] = []
+
+    def training_step(self, batch, step, context):
+        self.seen.append(batch)
+        return {"loss": torch.nn.functional.mse_loss(self.module(batch), batch.flatten(1))}
+
+
+class Recorder:
+    """A hook object: records every call."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+
+    def latentkit_run_start(self, run):
+        self.calls.append(("start", run.step))
+
+    def latentkit_step_end(self, step, scalars):  # any subset of the hook's arguments
+        self.calls.append(("step", step, scalars["loss"]))
+
+    def latentkit_checkpoint(self, run, step, folder):
+        self.calls.append(("checkpoint", step, folder.name))
+
+    def latentkit_run_end(self, run, status):
+        self.calls.append(("end", status))
+
+
+def _images(n: int = 100) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+
+def _config(**changes) -> TrainConfig:
+    settings = dict(steps=30, batch_size=10, log_every=10, checkpoint_every=10, lr=1e-2, device="cpu")
+    return TrainConfig(**{**settings, **changes})
+
+
 def test_trainer_knows_no_model(tmp_path):
-    """Any task with a module and a training_step trains: here a plain linear autoencoder with an MSE loss."""
-    from latentkit.data.provider import ImageData
-    from latentkit.assembly.recipe import TrainConfig
-    from latentkit.train import Run, Trainer
-    from latentkit.plugins import get_plugin_manager
-
-    class LinearAE:
-        def __init__(self):
-            self.module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4), torch.nn.Linear(4, 64))
-
-        def training_step(self, batch, step, generator):
-            loss = torch.nn.functional.mse_loss(self.module(batch), batch.flatten(1))
-            return {"loss": loss}
-
-    data = ImageData(images=torch.randint(0, 256, (100, 1, 8, 8), dtype=torch.uint8))
-    task = LinearAE()
-    run = Run(directory=tmp_path / "ae", config={}, total_steps=30, model=task.module, device=torch.device("cpu"),
-              data=data, quiet=True)
-    trainer = Trainer(task, run, TrainConfig(steps=30, batch_size=10, log_every=10, checkpoint_every=10, lr=1e-2),
-                      {"format": "latentkit-checkpoint", "format_version": 1, "model": None}, get_plugin_manager().hook)
-    first = task.training_step(data.images[:10].float() / 255, 0, None)["loss"].item()
-    trainer.fit()
-    assert task.training_step(data.images[:10].float() / 255, 0, None)["loss"].item() < first
+    """Any task trains through the public constructor: no Run, no plugin manager, no checkpoint config needed."""
+    data, task, hook = _images(), LinearAE(), Recorder()
+    x = data[:10].float() / 255
+    first = torch.nn.functional.mse_loss(task.module(x), x.flatten(1)).item()
+    run = Trainer(task, data, _config(), tmp_path / "ae", hooks=[hook]).fit()
+    with torch.no_grad():
+        assert torch.nn.functional.mse_loss(task.module(x), x.flatten(1)).item() < first
     assert [s for s, _ in list_checkpoints(run.directory)] == [20, 30]
-    lines = (run.directory / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(x)["step"] for x in lines] == [10, 20, 30]
+    assert [c for c in hook.calls if c[0] != "step"] == [
+        ("start", 0), ("checkpoint", 10, "step-00000010"), ("checkpoint", 20, "step-00000020"),
+        ("checkpoint", 30, "step-00000030"), ("checkpoint", 30, "final"), ("end", "completed")]
+    assert [c[1] for c in hook.calls if c[0] == "step"] == [10, 20, 30]
+    assert json.loads((run.directory / "final" / "config.json").read_text())["step"] == 30
+    assert all(b.dtype == torch.float32 and 0 <= b.min() and b.max() <= 1 for b in task.seen)  # uint8 / 255
+
+
+def test_float_samples_are_used_as_they_are(tmp_path):
+    data = torch.randn(40, 64) * 3  # vectors, not in [0, 1]
+    task = LinearAE()
+    Trainer(task, data, _config(steps=4, batch_size=40, memory_format="contiguous"), tmp_path / "v").fit()
+    assert torch.equal(task.seen[0].sort(dim=0).values, data.sort(dim=0).values)  # the whole set, unscaled
+
+
+def test_the_trainer_applies_its_threads_and_restores_them(tmp_path):
+    before = torch.get_num_threads()
+    seen = []
+
+    class Counting(LinearAE):
+        def training_step(self, batch, step, context):
+            seen.append(torch.get_num_threads())
+            return super().training_step(batch, step, context)
+
+    Trainer(Counting(), _images(), _config(steps=3, threads=1), tmp_path / "t").fit()
+    assert seen == [1, 1, 1] and torch.get_num_threads() == before
+
+
+def test_a_task_outside_the_protocol_is_refused(tmp_path):
+    class Bare:  # module and training_step, but not the rest of the protocol
+        module = torch.nn.Linear(2, 2)
+
+        def training_step(self, batch, step, context):
+            return {}
+
+    with pytest.raises(ConfigError, match="BaseTask"):
+        Trainer(Bare(), _images(), _config(), tmp_path / "x")
+
+
+class WithExtra(LinearAE):
+    """A task training a second module beside its model, with its own learning rate."""
+
+    def __init__(self, stray: bool = False):
+        super().__init__()
+        self.critic = torch.nn.Linear(64, 1)
+        self.stray = torch.nn.Linear(64, 1) if stray else None
+
+    def extra_modules(self):
+        return {"critic": self.critic}
+
+    def extra_parameter_groups(self):
+        module = self.stray if self.stray is not None else self.critic
+        return [{"params": list(module.parameters()), "lr": 1e-3}]
+
+    def training_step(self, batch, step, context):
+        scalars = super().training_step(batch, step, context)
+        scalars["loss"] = scalars["loss"] + self.critic(batch.flatten(1).detach()).pow(2).mean()
+        return scalars
+
+
+def test_extra_modules_are_trained_checkpointed_and_restored(tmp_path):
+    torch.manual_seed(0)
+    straight = WithExtra()
+    Trainer(straight, _images(), _config(steps=20), tmp_path / "straight").fit()
+    torch.manual_seed(0)
+    Trainer(WithExtra(), _images(), _config(steps=10), tmp_path / "resumed").fit()
+    torch.manual_seed(1)  # other initial weights: the checkpoint must replace them all
+    resumed = WithExtra()
+    trainer = Trainer(resumed, _images(), _config(steps=20), tmp_path / "resumed")
+    assert trainer.optimizer.param_groups[1]["lr"] == 1e-3
+    assert trainer.resume_from_latest() == 10
+    trainer.fit()
+    assert (tmp_path / "resumed" / "final" / "critic.safetensors").is_file()
+    for a, b in [(straight.module, resumed.module), (straight.critic, resumed.critic)]:
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_extra_parameters_that_checkpoints_would_not_save_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="extra_modules"):
+        Trainer(WithExtra(stray=True), _images(), _config(), tmp_path / "x")
+
+
+def test_a_misspelt_hook_is_refused(tmp_path):
+    class Misspelt:
+        def latentkit_stepend(self, run, step, scalars):
+            pass
+
+    class AsksTooMuch:
+        def latentkit_run_end(self, run, status, loss):
+            pass
+
+    for hook, message in [(Misspelt(), "not a run-time hook"), (AsksTooMuch(), "does not pass")]:
+        with pytest.raises(ConfigError, match=message):
+            Trainer(LinearAE(), _images(), _config(), tmp_path / "x", hooks=[hook])
+
+
+def test_the_final_save_refuses_non_finite_weights(tmp_path):
+    """fit's last checkpoint goes through checkpoint(): weights broken after the last step never reach final/."""
+
+    class Breaker:
+        def latentkit_evaluate(self, run, step):  # called at the end, before the final checkpoint
+            with torch.no_grad():
+                next(run.model.parameters()).fill_(float("nan"))
+
+    with pytest.raises(NumericalFault):
+        Trainer(LinearAE(), _images(), _config(steps=10), tmp_path / "r", hooks=[Breaker()]).fit()
+    assert not (tmp_path / "r" / "final").exists()
+
+
+def test_a_directory_with_checkpoints_needs_resume(tmp_path):
+    Trainer(LinearAE(), _images(), _config(steps=10), tmp_path / "r").fit()
+    with pytest.raises(LatentkitError, match="resume"):
+        Trainer(LinearAE(), _images(), _config(steps=20), tmp_path / "r").fit()
+
+
+def test_runs_saved_with_batch_parts_still_load():
+    saved = attrs.asdict(TrainConfig(steps=7)) | {"batch_parts": 2}
+    assert TrainConfig.from_dict(saved) == TrainConfig(steps=7)
+    with pytest.raises(ConfigError, match="unknown training settings"):
+        TrainConfig.from_dict(saved | {"bacth_size": 3})
+
+
+def test_the_step_noise_is_keyed_by_the_global_row():
+    whole = StepContext.single(seed=3, step=5, batch_size=8)
+    share = StepContext(SampleNoise.for_rows(3, 5, range(4, 8)), range(4, 8), 8, rank=1, world_size=2)
+    assert torch.equal(whole.noise.normal(3)[4:], share.noise.normal(3))
+
+
+def test_global_mean_gives_each_process_its_share_of_the_whole_batch_gradient():
+    """Two simulated processes (each adds the other's detached contribution as its all-reduce) get gradients that sum
+    to one process's on the whole batch; the identity in a single process."""
+    torch.manual_seed(0)
+    layer, x = torch.nn.Linear(5, 3), torch.randn(10, 5)
+
+    def loss(stats):  # non-linear in the batch means, as |KL - C|
+        return (stats["m"] - 0.3).abs().sum() + stats["s"] ** 2
+
+    def stats_of(rows):
+        y = layer(x[rows.start : rows.stop])
+        return {"m": y.mean(0), "s": (y**2).mean()}
+
+    whole = StepContext.single(0, 1, 10)
+    assert whole.global_mean(stats_of(range(10))).keys() == {"m", "s"}
+    expected = torch.autograd.grad(loss(whole.global_mean(stats_of(range(10)))), list(layer.parameters()))
+    shares = [range(0, 4), range(4, 10)]
+    sent = []
+    with torch.no_grad():
+        for rows in shares:
+            st = stats_of(rows)
+            sent.append(torch.cat([st["m"], st["s"].reshape(1)]) * len(rows) / 10)
+    total = [torch.zeros_like(p) for p in layer.parameters()]
+    for rank, rows in enumerate(shares):
+        other = sent[1 - rank]
+        context = StepContext(SampleNoise.for_rows(0, 1, rows), rows, 10, rank=rank, world_size=2,
+                              all_reduce_sum=lambda t, o=other: t + o)
+        grads = torch.autograd.grad(loss(context.global_mean(stats_of(rows))), list(layer.parameters()))
+        total = [t + g for t, g in zip(total, grads)]
+    for e, t in zip(expected, total):
+        scale = e.abs().max().item()
+        assert (e - t).abs().max().item() <= 1e-5 * scale
 
 
 def test_user_error_type_is_latentkit_error():
