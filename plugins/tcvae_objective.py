@@ -115,7 +115,11 @@ class TCVAEObjective(Objective):
         estimator: str = "mss",
     ):
         self.estimator = check("estimator", estimator, one_of(*ESTIMATORS), owner="tcvae")
-        # the training set's size: the trainer passes it; a caller building the objective alone must give it
+        if dataset_size is None:
+            raise ConfigError(
+                "tcvae needs the training set's size, dataset_size: the trainer passes it; when building the objective "
+                "yourself, give it (e.g. dataset_size=60000)"
+            )
         self.dataset_size = check("dataset_size", dataset_size, positive_int, owner="tcvae", example="60000")
         check_factorised_prior(latent)
         self.base = base
