@@ -174,25 +174,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run(args: argparse.Namespace) -> int:
+    """Run the parsed command under its plugin host. Broken plugins are reported once: by ``plugins`` and
+    ``check-plugin`` in their listing, by every other command as warnings, and again after an unknown-name error (the
+    broken plugin may be the one that provides the name)."""
+    with plugin_host(args.plugin_options) as host, warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)  # reported here in the CLI's words instead
+        failures = host.failures
+        if args.func not in (cmd_plugins, cmd_check_plugin):
+            warn_broken(failures)
+        try:
+            return int(args.func(args) or 0)
+        except UnknownNameError as exc:
+            if not failures:
+                raise
+            raise UnknownNameError(f"{exc}{broken_note(failures)}") from exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from latentkit.runtime import tune_allocator
 
     tune_allocator()  # before any large allocation; see latentkit/runtime.py
     parser = build_parser()
     args = parser.parse_args(argv)
-    failures = ()
     try:
-        with plugin_host(args.plugin_options) as host, warnings.catch_warnings():
-            warnings.simplefilter("ignore", PluginWarning)  # reported below, or listed by the command itself
-            failures = host.failures
-            if args.func not in (cmd_plugins, cmd_check_plugin):
-                warn_broken(failures)
-            return int(args.func(args) or 0)
+        return _run(args)
     except LatentkitError as exc:
         if args.debug:
             raise
-        note = broken_note(failures) if isinstance(exc, UnknownNameError) else ""
-        print(f"latentkit {args.command}: error: {exc}{note}", file=sys.stderr)
+        print(f"latentkit {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"latentkit {args.command}: interrupted", file=sys.stderr)
