@@ -28,35 +28,20 @@ import pluggy
 
 from latentkit.errors import PluginError
 from latentkit.plugins import hookspecs
+from latentkit.plugins.failures import (
+    DISABLE_ENV,
+    NOT_INSTALLED,
+    PluginFailure,
+    PluginWarning,
+    RegistrationFailed,
+    hook_names,
+    import_failure,
+    malformed_failure,
+    registration_failure,
+)
 from latentkit.plugins.registry import KINDS, KindRegistry, Registry, Source
 
 ENTRY_POINT_GROUP = "latentkit"
-#: Entry-point names of plugins to block, separated by commas or spaces (as ``latentkit -p no:NAME`` for each).
-DISABLE_ENV = "LATENTKIT_DISABLE_PLUGINS"
-_NOT_INSTALLED = "(not installed)"
-
-
-class PluginWarning(UserWarning):
-    """A plugin is broken and left out (see :attr:`PluginHost.failures`)."""
-
-
-@attrs.frozen
-class PluginFailure:
-    """A plugin that was left out: which, what went wrong (with the exception), and how to fix it."""
-
-    plugin: str  #: entry-point name, or the name given to :meth:`PluginHost.register`
-    distribution: str  #: the installed distribution, or "(not installed)" for plugins registered in code
-    version: str
-    problem: str  #: what went wrong, ending with the exception (type and message)
-    fix: str
-
-    @property
-    def message(self) -> str:
-        """One paragraph: the plugin, the problem, the fix."""
-        if self.distribution == _NOT_INSTALLED:
-            return f"plugin {self.plugin!r} (registered in code) is broken: {self.problem}. {self.fix}"
-        origin = f"{self.distribution} {self.version}".strip()
-        return f"plugin {self.plugin!r} from {origin} is broken and left out: {self.problem}. {self.fix}"
 
 
 class _PluginManager(pluggy.PluginManager):
@@ -132,7 +117,7 @@ class PluginHost:
         with warnings.catch_warnings():  # raised below instead
             warnings.simplefilter("ignore", PluginWarning)
             failures = self.failures
-        failure = next((f for f in failures if f.plugin == name and f.distribution == _NOT_INSTALLED), None)
+        failure = next((f for f in failures if f.plugin == name and f.distribution == NOT_INSTALLED), None)
         if failure is not None:
             self.unregister(name)
             raise PluginError(failure.message)
@@ -213,12 +198,12 @@ def _load(state: tuple, extra: Mapping[str, object], blocked: Iterable[str], ent
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001 - a plugin's import error must not take the host down
-                failures.append(_import_failure(source, ep, exc))
+                failures.append(import_failure(source, ep, exc))
                 continue
             _add(pm, plugin, source, sources, failures)
     for name, plugin in extra.items():
         if not pm.is_blocked(name):
-            _add(pm, plugin, Source(name, _NOT_INSTALLED, ""), sources, failures)
+            _add(pm, plugin, Source(name, NOT_INSTALLED, ""), sources, failures)
     registry = _fill_registry(pm, sources, failures)
     return _Loaded(state, pm, registry, tuple(failures))
 
@@ -242,7 +227,7 @@ def _add(pm: pluggy.PluginManager, plugin: object, source: Source, sources: dict
     except (pluggy.PluginValidationError, ValueError) as exc:  # ValueError: the same object under two names
         if pm.get_plugin(source.plugin) is plugin:
             pm.unregister(plugin)  # pluggy leaves a half-registered plugin behind
-        failures.append(_malformed_failure(source, str(exc)))
+        failures.append(malformed_failure(source, str(exc)))
         return
     unknown = [
         caller.name for caller in pm.get_hookcallers(plugin) or []
@@ -251,9 +236,9 @@ def _add(pm: pluggy.PluginManager, plugin: object, source: Source, sources: dict
     ]
     if unknown:
         pm.unregister(plugin)
-        hints = [f"{name} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(name, _hook_names(), n=1))
+        hints = [f"{name} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(name, hook_names(), n=1))
                  else name for name in unknown]
-        failures.append(_malformed_failure(source, f"unknown hook {', '.join(hints)}"))
+        failures.append(malformed_failure(source, f"unknown hook {', '.join(hints)}"))
         return
     sources[source.plugin] = source
 
@@ -271,14 +256,8 @@ def _fill_registry(pm: pluggy.PluginManager, sources: Mapping[str, Source], fail
             _merge(registry, own)
         except Exception as exc:  # noqa: BLE001 - a plugin's bug in its hook must not take the host down
             pm.unregister(plugin)
-            failures.append(_registration_failure(sources[name], exc))
+            failures.append(registration_failure(sources[name], exc))
     return registry
-
-
-class _RegistrationFailed(Exception):
-    def __init__(self, kind: str, error: BaseException):
-        super().__init__(kind, error)
-        self.kind, self.error = kind, error
 
 
 def _own_registrations(pm: pluggy.PluginManager, plugin: object, source: Source) -> Registry:
@@ -293,7 +272,7 @@ def _own_registrations(pm: pluggy.PluginManager, plugin: object, source: Source)
             try:
                 pm.subset_hook_caller(hook_name, remove_plugins=others)(registry=target)
             except Exception as exc:
-                raise _RegistrationFailed(kind, exc) from exc
+                raise RegistrationFailed(kind, exc) from exc
     return own
 
 
@@ -314,61 +293,6 @@ def _adding_as(target: KindRegistry, source: Source) -> Iterator[None]:
         yield
     finally:
         target._current_source = None
-
-
-# --- failure messages ---------------------------------------------------------------------------------------------
-def _block_hint(source: Source) -> str:
-    """How to leave an installed plugin out without the warning (nothing for one registered in code)."""
-    if source.distribution == _NOT_INSTALLED:
-        return ""
-    name = source.plugin
-    return f"; `latentkit -p no:{name} ...` or {DISABLE_ENV}={name} leaves it out without this message"
-
-
-def _import_failure(source: Source, ep: importlib.metadata.EntryPoint, exc: BaseException) -> PluginFailure:
-    """Name the entry point whose module failed to import, and the usual cause.
-
-    The common case is latentkit's own: an editable install (``pip install -e .``) records the checkout's path, so a
-    checkout that was moved, renamed or cloned afresh leaves entry points that point at modules Python cannot find.
-    """
-    missing = getattr(exc, "name", None) if isinstance(exc, ImportError) else None
-    problem = f"its entry point {ep.name} = {ep.value} cannot be imported: {_exception(exc)}"
-    if missing and (ep.module == missing or ep.module.startswith(missing + ".")):
-        fix = (
-            "If it is one of latentkit's own (latentkit_plugins.*), the install is stale (the checkout was moved, "
-            "renamed or cloned again after `pip install -e .`): run `pip install -e .` in the checkout. If it is a "
-            f"third-party plugin, reinstall or uninstall {source.distribution}"
-        )
-    else:
-        fix = f"A bug in {source.distribution} or a dependency of it is missing: upgrade, reinstall or uninstall it"
-    return PluginFailure(source.plugin, source.distribution, source.version, problem, f"{fix}{_block_hint(source)}.")
-
-
-def _malformed_failure(source: Source, detail: str) -> PluginFailure:
-    detail = "; ".join(line.strip() for line in detail.splitlines() if line.strip())  # pluggy's are several lines
-    return PluginFailure(
-        source.plugin, source.distribution, source.version, f"it is malformed: {detail}",
-        "A function marked @hookimpl, or named latentkit_*, must be named after a hook in latentkit.plugins.hookspecs "
-        f"({', '.join(_hook_names())}) and take only that hook's arguments{_block_hint(source)}.",
-    )
-
-
-def _registration_failure(source: Source, exc: BaseException) -> PluginFailure:
-    if isinstance(exc, _RegistrationFailed):
-        problem = f"it failed while registering {exc.kind}: {_exception(exc.error)}"
-        fix = f"Fix the plugin's latentkit_register_{exc.kind} hook, or upgrade or uninstall {source.distribution}"
-    else:  # a name another plugin registered (the registry's PluginError says which two)
-        problem = str(exc) if isinstance(exc, PluginError) else _exception(exc)
-        fix = "Uninstall one of the two packages"
-    return PluginFailure(source.plugin, source.distribution, source.version, problem, f"{fix}{_block_hint(source)}.")
-
-
-def _exception(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _hook_names() -> list[str]:
-    return sorted(n for n in dir(hookspecs) if n.startswith(f"{hookspecs.PROJECT}_"))
 
 
 # --- the process's host, and the functions that use it ------------------------------------------------------------
