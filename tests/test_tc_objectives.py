@@ -267,7 +267,7 @@ def test_factorvae_discriminator_is_checkpointed_and_resumes_bit_identically(tmp
 
 def test_resuming_a_plain_checkpoint_with_a_discriminator_is_refused(tmp_path):
     from latentkit.assembly.checkpoint import load_model
-    from latentkit.train.state import load_training_checkpoint
+    from latentkit.train.checkpoints import load_training_checkpoint
     from latentkit.train.trainer import make_adam
 
     run = tmp_path / "plain"
@@ -277,7 +277,7 @@ def test_resuming_a_plain_checkpoint_with_a_discriminator_is_refused(tmp_path):
                                                         "discriminator_layers": 1}), model)
     opt = make_adam(list(model.parameters()), 1e-3, [{"params": list(objective.trainable().parameters())}])
     with pytest.raises(LatentkitError, match="objective.safetensors"):
-        load_training_checkpoint(run / "final", model, opt, torch.Generator(), objective.trainable())
+        load_training_checkpoint(run / "final", model, opt, {"objective": objective.trainable()})
 
 
 def test_three_family_recipe_trains(tmp_path):

@@ -138,7 +138,7 @@ class Registry:
         """The objective registered as ``name``, built as :meth:`KindRegistry.build` does, with this registry among
         the context values: how the assembly builds a run's objective, and how an objective plugin builds another it
         adds a term to (never by importing that plugin, nor the assembly)."""
-        built = self.objectives.build(name, options, registry=self, **context)
+        built = self.objectives.build(name, options, **{**context, "registry": self})
         if not callable(built):
             raise ConfigError(f"objective {name!r} did not build a callable objective (got {type(built).__name__})")
         return built
@@ -146,10 +146,14 @@ class Registry:
     def extend_objective(self, base: str, cls: type, /, **options_and_context: Any) -> Any:
         """``cls(base=<objective base>, ...)``: an objective that adds terms to the objective registered as ``base``.
 
-        Of ``options_and_context`` — what a factory taking ``**options`` received, context values (``latent``,
-        ``image_shape``, ``dataset_size``) included — the options ``cls.__init__`` declares go to ``cls``, every other
-        option builds ``base`` (so each default is written once, in ``cls``); context values go to whichever declares
-        them. An option neither accepts is a ConfigError listing both's options.
+        ``options_and_context`` is what the plugin's factory received and passes on: its ``**options`` and the context
+        values it named (``latent``, ``image_shape``, ``dataset_size``). The options ``cls.__init__`` declares go to
+        ``cls``, every other option builds ``base`` (so each default is written once, in ``cls``); each context value
+        goes to whichever of the two declares it. An option neither accepts is a ConfigError listing both's options::
+
+            def build_tcvae(registry, latent, image_shape, dataset_size=None, **options):
+                return registry.extend_objective("jointvae", TCVAEObjective, latent=latent, image_shape=image_shape,
+                                                 dataset_size=dataset_size, **options)
         """
         context = {k: v for k, v in options_and_context.items() if k in CONTEXT and k != "registry"}
         options = {k: v for k, v in options_and_context.items() if k not in CONTEXT}
