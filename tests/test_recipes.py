@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from latentkit.assembly.build import build_model, build_objective
+from latentkit.assembly.recipe import load_recipe
 from latentkit.core import NetworkFamily, Objective
 from latentkit.plugins import get_registry
-from latentkit.assembly.recipe import load_recipe
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.py"))
 #: Parameter counts of the original code's models (../shared/notes/reference-implementation.md).
@@ -90,8 +90,8 @@ def test_betavae_is_recon_plus_beta_kl():
 
 
 def test_extra_channels_and_objective_fields():
-    from latentkit.errors import ConfigError
     from latentkit.assembly.recipe import JointVAEConfig, apply_overrides, config_from_dict, config_to_dict
+    from latentkit.errors import ConfigError
 
     cfg = JointVAEConfig(extra_channels=[{"name": "bits", "family": "relaxed_bernoulli", "options": {"units": 3},
                                           "gamma": 10.0, "capacity": {"c_min": 0.0, "c_max": 2.5, "steps": 100}}])
@@ -155,20 +155,20 @@ def _scratch_recipe(**changes):
     from latentkit.assembly.recipe import TrainConfig, VAEConfig
     from latentkit.assembly.specs import ChannelSpec, Component
 
-    settings = dict(
-        dataset=Component("signals", {"n": 32, "length": 16}),
-        image_shape=(1, 16),
-        channels=[ChannelSpec("z", "gaussian", {"units": 2})],
-        network=Component("tiny_scratch", {"width": 8}),
-        objective=Component("betavae_scratch", {"beta": 2.0}),
-        train=TrainConfig(steps=2, batch_size=8, log_every=1, checkpoint_every=2, figures_every=0, threads=1),
-    )
+    settings = {
+        "dataset": Component("signals", {"n": 32, "length": 16}),
+        "image_shape": (1, 16),
+        "channels": [ChannelSpec("z", "gaussian", {"units": 2})],
+        "network": Component("tiny_scratch", {"width": 8}),
+        "objective": Component("betavae_scratch", {"beta": 2.0}),
+        "train": TrainConfig(steps=2, batch_size=8, log_every=1, checkpoint_every=2, figures_every=0, threads=1),
+    }
     return VAEConfig(**{**settings, **changes})
 
 
 def test_plugins_written_from_scratch_train_through_a_recipe_with_only_their_own_options(plugins, tmp_path):
-    from latentkit.assembly.recipe import apply_overrides, config_from_dict, config_to_dict, VAEConfig
     from latentkit.assembly.checkpoint import load_model
+    from latentkit.assembly.recipe import VAEConfig, apply_overrides, config_from_dict, config_to_dict
     from latentkit.assembly.session import prepare_run
     from latentkit.assembly.specs import Component
 
@@ -227,3 +227,17 @@ def test_jointvae_recipe_passes_hidden_only_when_set():
     assert JointVAEConfig(hidden=64).experiment().model.network.options == {"hidden": 64}
     n_params = sum(p.numel() for p in build_model(JointVAEConfig().experiment().model).parameters())
     assert n_params == ORIGINAL_PARAMS["jointvae_mnist"]
+
+
+def test_no_plugin_imports_the_assembly():
+    """Plugins get what they build on (another objective) from the registry their hook is handed, never from
+    latentkit.assembly: a plugin package must work with whatever assembles runs."""
+    import ast
+
+    bad = []
+    for path in sorted((Path(__file__).resolve().parents[1] / "plugins").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad += [f"{path.name}: {n}" for n in names if n == "latentkit.assembly" or n.startswith("latentkit.assembly.")]
+    assert not bad, bad
