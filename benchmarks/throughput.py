@@ -15,6 +15,9 @@ comparisons, both reported, medians over repeats, baseline and latentkit alterna
   measurement is its own process.
 * **same environment** — both in one process with the allocator tuned for both, so the ratio shows what latentkit's
   code itself buys.
+* **trainer driven directly** — the original's model and loss trained by ``latentkit.train.Trainer`` through its public
+  API against a plain PyTorch loop (same model, batch, fused Adam, threads, layout, uint8 data in memory), interleaved
+  in one process: what the generic trainer costs (``--direct-only`` runs just this row).
 
 The baseline does what the original does: its modules and layout, its sampling (``torch.rand`` / ``normal_`` on fresh
 tensors), its loss (BCE over H·W, batch-mean KL, ``min`` capacities, divided by H·W), Adam 5e-4, batch 64, one
@@ -108,23 +111,31 @@ def baseline_trainer(image_shape, n_cont, disc, device):
     model = baseline_model(image_shape, n_cont, disc).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
     x = (torch.rand(BATCH, *image_shape) > 0.5).float().to(device)
-    pixels = image_shape[1] * image_shape[2]
     total = [0.0]
 
     def step(s):
         optimizer.zero_grad()
-        recon, mean, log_var, alphas = model(x)
-        recon_loss = F.binary_cross_entropy(recon.view(-1, pixels), x.view(-1, pixels)) * pixels
-        kl_cont = torch.sum(torch.mean(-0.5 * (1 + log_var - mean.pow(2) - log_var.exp()), dim=0))
-        kl_disc = sum(math.log(a.size(-1)) + torch.mean(torch.sum(a * torch.log(a + 1e-12), dim=1)) for a in alphas)
-        c = min(5.0, 5.0 * s / 25000)
-        c_disc = min(c, sum(math.log(a.size(-1)) for a in alphas))
-        loss = (recon_loss + 30.0 * torch.abs(c - kl_cont) + 30.0 * torch.abs(c_disc - kl_disc)) / pixels
+        loss = original_loss(model(x), x, s)
         loss.backward()
         optimizer.step()
         total[0] += loss.item()
 
     return step
+
+
+def original_loss(outputs, x, s: int):
+    """The original's loss: BCE over H·W, batch-mean KLs, ``min`` capacities, divided by H·W."""
+    import torch
+    import torch.nn.functional as F
+
+    recon, mean, log_var, alphas = outputs
+    pixels = x.shape[-1] * x.shape[-2]
+    recon_loss = F.binary_cross_entropy(recon.view(-1, pixels), x.view(-1, pixels)) * pixels
+    kl_cont = torch.sum(torch.mean(-0.5 * (1 + log_var - mean.pow(2) - log_var.exp()), dim=0))
+    kl_disc = sum(math.log(a.size(-1)) + torch.mean(torch.sum(a * torch.log(a + 1e-12), dim=1)) for a in alphas)
+    c = min(5.0, 5.0 * s / 25000)
+    c_disc = min(c, sum(math.log(a.size(-1)) for a in alphas))
+    return (recon_loss + 30.0 * torch.abs(c - kl_cont) + 30.0 * torch.abs(c_disc - kl_disc)) / pixels
 
 
 def baseline_inference(image_shape, n_cont, disc, device):
@@ -307,6 +318,88 @@ def same_env(config: str, steps: int, warmup: int, repeats: int, device: str) ->
     return {k: statistics.median(v) for k, v in rates.items()} | {"samples": rates}
 
 
+# --- the trainer driven directly (public API) against a plain PyTorch loop -------------------------------------------
+
+
+def direct_vs_plain(config: str, steps: int, warmup: int, repeats: int, device: str) -> dict:
+    """Images/s of the original's model and loss trained (a) by a plain PyTorch loop and (b) by ``latentkit.train.Trainer``
+    driven directly through its public API (a ``BaseTask``, a hook object as timer) — same model and initial weights,
+    batch, fused Adam, threads, memory layout (contiguous) and uint8 data in memory (a random batch per step, divided by
+    255). Interleaved in this process, the side that goes first alternating. The trainer's own work per step: the
+    batch order, per-sample noise keys, the finite-loss check, the hooks."""
+    import torch
+
+    from latentkit.train import BaseTask, TrainConfig, Trainer
+
+    _, image_shape, n_cont, disc, _ = CONFIGS[config]
+    images = (torch.rand(BATCH * 16, *image_shape) > 0.5).to(torch.uint8).mul_(255).to(device)
+
+    def model():
+        torch.manual_seed(0)
+        return baseline_model(image_shape, n_cont, disc).to(device)
+
+    def plain_rate() -> float:
+        net = model()
+        optimizer = torch.optim.Adam(net.parameters(), lr=5e-4, fused=True)
+        order = torch.Generator().manual_seed(0)
+        t = 0.0
+        for s in range(1, warmup + steps + 1):
+            if s == warmup + 1:
+                sync(device)
+                t = time.perf_counter()
+            idx = torch.randint(0, images.shape[0], (BATCH,), generator=order).to(device)
+            x = images.index_select(0, idx).float().div_(255)
+            optimizer.zero_grad(set_to_none=True)
+            loss = original_loss(net(x), x, s)
+            loss.backward()
+            optimizer.step()
+            loss.item()
+        sync(device)
+        return steps * BATCH / (time.perf_counter() - t)
+
+    class Task(BaseTask):
+        def __init__(self):
+            self.module = model()
+
+        def training_step(self, batch, step, context):
+            return {"loss": original_loss(self.module(batch), batch, step)}
+
+    class Timer:
+        def __init__(self):
+            self.marks: dict[int, float] = {}
+
+        def latentkit_step_end(self, step):
+            sync(device)
+            self.marks[step] = time.perf_counter()
+
+    def trainer_rate() -> float:
+        timer = Timer()
+        settings = TrainConfig(steps=warmup + steps, batch_size=BATCH, lr=5e-4, device=device, log_every=LOG_EVERY,
+                               checkpoint_every=10**9, memory_format="contiguous", threads=torch.get_num_threads())
+        with tempfile.TemporaryDirectory(prefix="latentkit-bench-") as tmp:
+            Trainer(Task(), images, settings, Path(tmp) / "run", hooks=[timer]).fit()
+        return steps * BATCH / (timer.marks[warmup + steps] - timer.marks[warmup])
+
+    rates: dict[str, list[float]] = {"plain_loop": [], "trainer_direct": []}
+    jobs = {"plain_loop": plain_rate, "trainer_direct": trainer_rate}
+    for r in range(repeats):
+        for key in list(jobs)[:: 1 if r % 2 == 0 else -1]:
+            rates[key].append(jobs[key]())
+    medians = {k: statistics.median(v) for k, v in rates.items()}
+    # each repeat's two measurements ran back to back: the median of their ratios is robust to a machine whose load
+    # drifts between repeats (the ratio of the medians is printed too)
+    pairs = [t / p for p, t in zip(rates["plain_loop"], rates["trainer_direct"])]
+    return medians | {"ratio": statistics.median(pairs), "ratio_of_medians": medians["trainer_direct"] /
+                      medians["plain_loop"], "samples": rates}
+
+
+def print_direct(config: str, entry: dict) -> None:
+    print(f"| {config + ' trainer direct':<22} | {entry['plain_loop']:9.0f} | {entry['trainer_direct']:9.0f} | "
+          f"{entry['ratio']:5.2f}x | {'(baseline: plain loop)':>22} |", flush=True)
+    print(f"  {config} trainer direct: median of paired ratios {entry['ratio']:.3f}, ratio of medians "
+          f"{entry['ratio_of_medians']:.3f}")
+
+
 # --- FLOPs and the ceiling --------------------------------------------------------------------------------------------
 
 
@@ -371,6 +464,9 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, from {list(CONFIGS)}")
     parser.add_argument("--repeats", type=int, help="repeats per measurement (default 5; --quick 2)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--direct-only", action="store_true",
+                        help="only the row 'trainer driven directly vs a plain PyTorch loop' (one process, minutes)")
+    parser.add_argument("--direct-steps", type=int, help="timed steps per measurement of that row (a multiple of 50)")
     # worker mode (internal)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
@@ -392,6 +488,14 @@ def main() -> None:
         steps = {k: 10 * v for k, v in steps.items()}
     warmup = LOG_EVERY
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    if args.direct_only:
+        tune_allocator()
+        for config in configs:
+            n = args.direct_steps or steps[config]
+            entry = direct_vs_plain(config, n, warmup, repeats, args.device)
+            print(f"  {config}: plain loop {entry['samples']['plain_loop']}, trainer {entry['samples']['trainer_direct']}")
+            print_direct(config, entry)
+        return
     results: dict = {"machine": machine(), "device": args.device, "repeats": repeats, "steps": steps}
     t_start = time.perf_counter()
     results["matmul_gflops"] = matmul_ceiling(args.device) / 1e9
@@ -417,6 +521,7 @@ def main() -> None:
             entry["latentkit_train_bf16_autocast"] = statistics.median(amp)
         tune_allocator()  # same environment: the launcher's allocator for both, in this process
         entry["same_env"] = same_env(config, n, warmup, repeats, args.device)
+        entry["trainer_direct"] = direct_vs_plain(config, n, warmup, repeats, args.device)
         au, se = entry["as_used"], entry["same_env"]
         entry["train_ratio_as_used"] = au["latentkit_train"] / au["baseline_train"]
         entry["infer_ratio_as_used"] = au["latentkit_infer"] / au["baseline_infer"]
@@ -447,6 +552,8 @@ def print_table(results: dict, configs: list[str]) -> None:
                 label = f"{config} {what} {mode.replace('_', ' ')}"
                 util_s = f"{util:.0%}" if not math.isnan(util) else ""
                 print(f"| {label:<22} | {b:9.0f} | {o:9.0f} | {o / b:5.2f}x | {util_s:>22} |")
+        if "trainer_direct" in e:
+            print_direct(config, e["trainer_direct"])
         if "latentkit_train_bf16_autocast" in e:
             print(f"| {config + ' train bf16':<22} | {'':>9} | {e['latentkit_train_bf16_autocast']:9.0f} | | |")
         peaks = ", ".join(f"{k} {v:.0f}" for k, v in e["peak_rss_mib"].items())

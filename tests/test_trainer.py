@@ -391,8 +391,9 @@ def test_runs_saved_with_batch_parts_still_load():
 
 def test_the_step_noise_is_keyed_by_the_global_row():
     whole = StepContext.single(seed=3, step=5, batch_size=8)
-    share = StepContext(SampleNoise.for_rows(3, 5, range(4, 8)), range(4, 8), 8, rank=1, world_size=2)
+    share = StepContext(range(4, 8), 8, seed=3, step=5, rank=1, world_size=2)
     assert torch.equal(whole.noise.normal(3)[4:], share.noise.normal(3))
+    assert torch.equal(share.noise.keys, SampleNoise.for_rows(3, 5, range(4, 8)).keys)
 
 
 def test_global_mean_gives_each_process_its_share_of_the_whole_batch_gradient():
@@ -420,8 +421,7 @@ def test_global_mean_gives_each_process_its_share_of_the_whole_batch_gradient():
     total = [torch.zeros_like(p) for p in layer.parameters()]
     for rank, rows in enumerate(shares):
         other = sent[1 - rank]
-        context = StepContext(SampleNoise.for_rows(0, 1, rows), rows, 10, rank=rank, world_size=2,
-                              all_reduce_sum=lambda t, o=other: t + o)
+        context = StepContext(rows, 10, rank=rank, world_size=2, all_reduce_sum=lambda t, o=other: t + o)
         grads = torch.autograd.grad(loss(context.global_mean(stats_of(rows))), list(layer.parameters()))
         total = [t + g for t, g in zip(total, grads)]
     for e, t in zip(expected, total):

@@ -9,6 +9,7 @@ parameters with their optimiser options (:meth:`TrainingTask.extra_parameter_gro
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
@@ -45,21 +46,28 @@ class StepContext:
     """What a training step needs to know beyond its batch and step: its noise and its place in the global batch.
 
     ``noise`` is keyed by (run seed, step, the global index of each of this process's rows in the step's batch), so a
-    row draws the same values whichever process holds it, and a resumed run draws what an uninterrupted one would.
+    row draws the same values whichever process holds it, and a resumed run draws what an uninterrupted one would. It
+    is computed when a step first reads it: a task that draws no noise pays nothing for it.
     """
 
-    noise: SampleNoise  #: one key per row of this process's batch (:class:`~latentkit.core.SampleNoise`)
     rows: range  #: the global indices of this process's rows within the step's batch
     batch_size: int  #: the rows of the step's whole (global) batch
+    seed: int = 0  #: the run's seed
+    step: int = 0  #: the global step (1-based)
     rank: int = 0
     world_size: int = 1
+    device: torch.device | str | None = None  #: where ``noise`` keeps its keys (the training device)
     _all_reduce_sum: Callable[[Tensor], Tensor] = attrs.field(default=_identity, alias="all_reduce_sum", repr=False)
 
     @classmethod
     def single(cls, seed: int, step: int, batch_size: int, device: torch.device | str | None = None) -> StepContext:
         """The context of a single process holding the whole batch (for calling a task's step by hand, in tests)."""
-        rows = range(batch_size)
-        return cls(SampleNoise.for_rows(seed, step, rows, device=device), rows, batch_size)
+        return cls(range(batch_size), batch_size, seed=seed, step=step, device=device)
+
+    @functools.cached_property
+    def noise(self) -> SampleNoise:
+        """One key per row of this process's batch (:class:`~latentkit.core.SampleNoise`)."""
+        return SampleNoise.for_rows(self.seed, self.step, self.rows, device=self.device)
 
     def global_mean(self, stats: dict[str, Tensor]) -> dict[str, Tensor]:
         """This process's batch means → the whole batch's, differentiably (the identity in a single process).

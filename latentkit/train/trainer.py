@@ -21,6 +21,7 @@ Guarantees:
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -35,7 +36,6 @@ import torch
 from torch import Tensor, nn
 
 import latentkit
-from latentkit.core.noise import SampleNoise
 from latentkit.data.provider import ImageData, as_float_batch
 from latentkit.devices import use_channels_last
 from latentkit.errors import ConfigError, LatentkitError
@@ -237,11 +237,13 @@ class Trainer:
         if self.channels_last and batch.dim() == 4:  # image batches only; signals and vectors as they are
             batch = batch.contiguous(memory_format=torch.channels_last)
         context = StepContext(
-            noise=SampleNoise.for_rows(self.config.seed, step, rows, device=self.device),
             rows=rows,
             batch_size=index.shape[0],
+            seed=self.config.seed,
+            step=step,
             rank=self.processes.rank,
             world_size=self.processes.world_size,
+            device=self.device,
             all_reduce_sum=self.processes.all_reduce_sum,
         )
         return batch, context
@@ -251,8 +253,9 @@ class Trainer:
         fault in between still never reaches a checkpoint, which refuses non-finite weights)."""
         if self.device.type != "cpu" and step % self.config.log_every:
             return
-        if not torch.isfinite(loss.detach()).item():
-            raise NumericalFault(self._fault_message(step, f"the loss is {loss.item()}"))
+        value = loss.detach().item()
+        if not math.isfinite(value):
+            raise NumericalFault(self._fault_message(step, f"the loss is {value}"))
 
     def _after_step(self, step: int, scalars: dict[str, Tensor]) -> None:
         """Log, evaluate, checkpoint and honour a stop signal, as the settings ask at this step."""
