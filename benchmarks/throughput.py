@@ -17,7 +17,7 @@ comparisons, both reported, medians over repeats, baseline and latentkit alterna
   code itself buys.
 * **trainer driven directly** — the original's model and loss trained by ``latentkit.train.Trainer`` through its public
   API against a plain PyTorch loop (same model, batch, fused Adam, threads, layout, uint8 data in memory), interleaved
-  in one process: what the generic trainer costs (``--direct-only`` runs just this row).
+  in one process: what the generic trainer costs (``--direct-only`` runs just this row, and a tiny MLP's).
 
 The baseline does what the original does: its modules and layout, its sampling (``torch.rand`` / ``normal_`` on fresh
 tensors), its loss (BCE over H·W, batch-mean KL, ``min`` capacities, divided by H·W), Adam 5e-4, batch 64, one
@@ -326,17 +326,45 @@ def direct_vs_plain(config: str, steps: int, warmup: int, repeats: int, device: 
     driven directly through its public API (a ``BaseTask``, a hook object as timer) — same model and initial weights,
     batch, fused Adam, threads, memory layout (contiguous) and uint8 data in memory (a random batch per step, divided by
     255). Interleaved in this process, the side that goes first alternating. The trainer's own work per step: the
-    batch order, per-sample noise keys, the finite-loss check, the hooks."""
+    batch order, per-sample noise keys (when a task reads them), the finite-loss check, the hooks.
+
+    ``config`` ``"mlp8"``: a tiny MLP autoencoder on 8x8 images at batch 32 with a mean-squared error, where the
+    trainer's fixed cost per step shows most."""
+    import torch
+
+    if config == "mlp8":
+        image_shape, batch = (1, 8, 8), 32
+
+        def make_model():
+            from torch import nn
+
+            return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 6), nn.Linear(6, 32),
+                                 nn.ReLU(), nn.Linear(32, 64), nn.Sigmoid())
+
+        def loss_fn(net, x, _step):
+            return ((net(x) - x.flatten(1)) ** 2).mean()
+    else:
+        _, image_shape, n_cont, disc, _ = CONFIGS[config]
+        batch = BATCH
+
+        def make_model():
+            return baseline_model(image_shape, n_cont, disc)
+
+        def loss_fn(net, x, step):
+            return original_loss(net(x), x, step)
+
+    images = (torch.rand(batch * 64, *image_shape) > 0.5).to(torch.uint8).mul_(255).to(device)
+    return _race(make_model, loss_fn, images, batch, steps, warmup, repeats, device)
+
+
+def _race(make_model, loss_fn, images, batch: int, steps: int, warmup: int, repeats: int, device: str) -> dict:
     import torch
 
     from latentkit.train import BaseTask, TrainConfig, Trainer
 
-    _, image_shape, n_cont, disc, _ = CONFIGS[config]
-    images = (torch.rand(BATCH * 16, *image_shape) > 0.5).to(torch.uint8).mul_(255).to(device)
-
     def model():
         torch.manual_seed(0)
-        return baseline_model(image_shape, n_cont, disc).to(device)
+        return make_model().to(device)
 
     def plain_rate() -> float:
         net = model()
@@ -347,22 +375,22 @@ def direct_vs_plain(config: str, steps: int, warmup: int, repeats: int, device: 
             if s == warmup + 1:
                 sync(device)
                 t = time.perf_counter()
-            idx = torch.randint(0, images.shape[0], (BATCH,), generator=order).to(device)
+            idx = torch.randint(0, images.shape[0], (batch,), generator=order).to(device)
             x = images.index_select(0, idx).float().div_(255)
             optimizer.zero_grad(set_to_none=True)
-            loss = original_loss(net(x), x, s)
+            loss = loss_fn(net, x, s)
             loss.backward()
             optimizer.step()
             loss.item()
         sync(device)
-        return steps * BATCH / (time.perf_counter() - t)
+        return steps * batch / (time.perf_counter() - t)
 
     class Task(BaseTask):
         def __init__(self):
             self.module = model()
 
-        def training_step(self, batch, step, context):
-            return {"loss": original_loss(self.module(batch), batch, step)}
+        def training_step(self, x, step, context):
+            return {"loss": loss_fn(self.module, x, step)}
 
     class Timer:
         def __init__(self):
@@ -374,11 +402,11 @@ def direct_vs_plain(config: str, steps: int, warmup: int, repeats: int, device: 
 
     def trainer_rate() -> float:
         timer = Timer()
-        settings = TrainConfig(steps=warmup + steps, batch_size=BATCH, lr=5e-4, device=device, log_every=LOG_EVERY,
+        settings = TrainConfig(steps=warmup + steps, batch_size=batch, lr=5e-4, device=device, log_every=LOG_EVERY,
                                checkpoint_every=10**9, memory_format="contiguous", threads=torch.get_num_threads())
         with tempfile.TemporaryDirectory(prefix="latentkit-bench-") as tmp:
             Trainer(Task(), images, settings, Path(tmp) / "run", hooks=[timer]).fit()
-        return steps * BATCH / (timer.marks[warmup + steps] - timer.marks[warmup])
+        return steps * batch / (timer.marks[warmup + steps] - timer.marks[warmup])
 
     rates: dict[str, list[float]] = {"plain_loop": [], "trainer_direct": []}
     jobs = {"plain_loop": plain_rate, "trainer_direct": trainer_rate}
@@ -490,8 +518,8 @@ def main() -> None:
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     if args.direct_only:
         tune_allocator()
-        for config in configs:
-            n = args.direct_steps or steps[config]
+        for config in configs + ["mlp8"]:
+            n = args.direct_steps or steps.get(config, 10 * LOG_EVERY)
             entry = direct_vs_plain(config, n, warmup, repeats, args.device)
             print(f"  {config}: plain loop {entry['samples']['plain_loop']}, trainer {entry['samples']['trainer_direct']}")
             print_direct(config, entry)
