@@ -382,6 +382,16 @@ def test_a_directory_with_checkpoints_needs_resume(tmp_path):
         Trainer(LinearAE(), _images(), _config(steps=20), tmp_path / "r").fit()
 
 
+def test_a_run_saved_with_batch_parts_resumes(tmp_path):
+    out = tmp_path / "run"
+    assert train(str(RECIPES / "jointvae_shapes.py"), *SMALL, "--steps", "10", "--out", str(out)) == 0
+    config = json.loads((out / "config.json").read_text())
+    config["experiment"]["train"]["batch_parts"] = 2  # as runs before the one step path saved it
+    (out / "config.json").write_text(json.dumps(config))
+    assert train("--resume", str(out), "--steps", "15", "--quiet") == 0
+    assert json.loads((out / "final" / "config.json").read_text())["step"] == 15
+
+
 def test_runs_saved_with_batch_parts_still_load():
     saved = attrs.asdict(TrainConfig(steps=7)) | {"batch_parts": 2}
     assert TrainConfig.from_dict(saved) == TrainConfig(steps=7)

@@ -83,12 +83,10 @@ def prepare_run(
     registry = get_registry()
     processes = initialise(experiment.train.device)  # a single process unless launched by torchrun
     if resume:
-        run_dir = Path(resume)
-        run_config = read_run_config(run_dir)
+        run_dir, run_config = Path(resume), read_run_config(Path(resume))
         data_root = data_root or run_config.get("data_root")  # a resumed run reads the data it started with
     else:
-        run_dir = _name_run_dir(processes, out, recipe)
-        run_config = _new_run_config(recipe, recipe_config, registry)
+        run_dir, run_config = _name_run_dir(processes, out, recipe), _new_run_config(recipe, recipe_config, registry)
     torch.manual_seed(experiment.train.seed)
     model = build_model(experiment.model, registry).to(processes.device(experiment.train.device))
     data = _load_data(experiment, data_root)
