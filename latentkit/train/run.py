@@ -14,6 +14,9 @@ from latentkit.data.provider import ImageData
 
 @attrs.define(eq=False)
 class Run:
+    """What a run-time hook is handed: the run's directory, settings, progress, model and data (the trainer keeps it up
+    to date; hooks read it and keep their own state in ``plugin_state``)."""
+
     directory: Path  #: the run directory
     config: dict  #: the run's saved configuration (recipe config, experiment, versions)
     total_steps: int

@@ -10,11 +10,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from latentkit.errors import DataError
+
 
 class EpochSampler:
     def __init__(self, n: int, batch_size: int, seed: int, drop_last: bool = False):
         if n <= 0:
-            raise ValueError("cannot sample batches from an empty data set")
+            raise DataError("cannot train on an empty data set: it holds no samples")
         self.n = n
         self.batch_size = min(batch_size, n)
         self.seed = seed
