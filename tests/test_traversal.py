@@ -61,6 +61,18 @@ def test_bounded_units_are_held_at_their_family_neutral_value_not_0(bernoulli_mo
     assert torch.equal(z[:, 2:], neutral.to(z.dtype).expand(4, -1))
 
 
+def test_beta_units_are_held_at_their_prior_mean_inside_the_support():
+    """A Beta(2, 5) prior: the units not moved are held at its mean 2/7, not at the edge 0 of (0, 1)."""
+    torch.manual_seed(0)
+    spec = ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian", {"units": 1}),
+                                   ChannelSpec("beta", "beta", {"units": 3, "prior_a": 2.0, "prior_b": 5.0})])
+    latent = build_model(spec).eval().latent
+    z = traversal_latents(latent, "beta.2", n=5)
+    assert torch.equal(z[:, 3], latent.channels["beta"].traversal_values(2, 5)[:, 0])
+    torch.testing.assert_close(z[:, 1:3], torch.full((5, 2), 2 / 7), rtol=1e-6, atol=0)
+    assert torch.equal(z[:, 0], torch.zeros(5))
+
+
 def test_a_neutral_value_of_the_wrong_shape_names_the_channel(bernoulli_model, monkeypatch):
     family = bernoulli_model.latent.channels["bern"]
     monkeypatch.setattr(family, "neutral_value", lambda: torch.zeros(1, 3))
