@@ -117,3 +117,33 @@ def test_a_rank_that_dies_ends_the_run(tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _sum_gradients(rank: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    from latentkit.train.distributed import Processes
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        params = [torch.nn.Parameter(torch.zeros(3)) for _ in range(3)]
+        params[0].grad = torch.full((3,), float(rank + 1))  # on both ranks
+        if rank == 1:
+            params[1].grad = torch.full((3,), 5.0)  # on one rank only
+        Processes(rank, 2, rank, "gloo").all_reduce_gradients(params)  # params[2]: on neither
+        torch.save([None if p.grad is None else p.grad for p in params], f"{out}-{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_gradients_are_summed_over_processes_and_none_stays_none(tmp_path):
+    """A gradient present on every rank is summed; one present on some ranks counts as zero elsewhere; one present on
+    none stays None (the optimiser skips that parameter, as a single process would)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_sum_gradients, args=(_free_port(), str(tmp_path / "grads")), nprocs=2, join=True)
+    for rank in (0, 1):
+        grads = torch.load(tmp_path / f"grads-{rank}.pt")
+        assert torch.equal(grads[0], torch.full((3,), 3.0))
+        assert torch.equal(grads[1], torch.full((3,), 5.0))
+        assert grads[2] is None

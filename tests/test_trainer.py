@@ -453,3 +453,24 @@ def test_signal_through_the_cli_exits_130(tmp_path, capsys):
     assert code == 130
     err = capsys.readouterr().err
     assert "stopped by signal SIGINT after step 10" in err and "--resume" in err and "Traceback" not in err
+
+
+def test_vae_task_trains_a_non_statistics_objective_alone_and_refuses_it_across_processes():
+    """An objective that is not a function of batch means (here: a plain Objective) trains in one process; over
+    several it cannot be evaluated on the global batch, so the task says so."""
+    from latentkit.assembly.build import build_model
+    from latentkit.assembly.specs import ChannelSpec, ModelSpec
+    from latentkit.core import Objective
+    from latentkit.train import VAETask
+
+    class MeanSquare(Objective):
+        def __call__(self, x, output, step):
+            return {"loss": (output.reconstruction - x).pow(2).mean()}
+
+    model = build_model(ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian", {"units": 2})]))
+    task = VAETask(model, MeanSquare())
+    x = torch.rand(4, 1, 32, 32)
+    assert task.training_step(x, 1, StepContext.single(0, 1, 4))["loss"].requires_grad
+    with pytest.raises(ConfigError, match="StatisticsObjective"):
+        task.training_step(x[:2], 1, StepContext(range(2), 4, step=1, world_size=2))
+    assert task.extra_modules() == {} and task.extra_parameter_groups() == []
