@@ -77,6 +77,11 @@ class RelaxedBernoulli(OneColumnPerUnit, LatentFamily):
     def traversal_values(self, unit: int, n: int) -> Tensor:
         return torch.tensor([[0.0], [1.0]])
 
+    def neutral_value(self) -> Tensor:
+        """0.5 for every unit: the median of the relaxed prior (symmetric about 0.5 at p = 0.5). The representative of
+        the prior, a hard bit, would sit on an edge of the relaxed samples' support (0, 1) the decoder trained on."""
+        return torch.full((self.units,), 0.5)
+
     def categories(self, params: Params) -> Tensor:
         return (params["logits"] > 0).long()
 

@@ -177,7 +177,7 @@ def test_the_task_sets_the_temperature_and_its_rows_diagnostics_combine_into_the
     parts = []
     for rows in (range(0, 4), range(4, 7)):
         model.latent.at_step(0)
-        context = StepContext(SampleNoise.for_rows(5, 40, rows), rows, 7)
+        context = StepContext(rows, 7, seed=5, step=40)
         parts.append(task.training_step(x[rows.start : rows.stop], 40, context))
     for key in ("temperature/disc", "sample_max/disc", "alpha_max/disc"):
         combined = (4 * parts[0][key] + 3 * parts[1][key]) / 7
