@@ -163,9 +163,9 @@ def add_viz_parsers(sub) -> None:
     _grid_options(p, "values per continuous unit", "seed of the prior draw for --base prior")
     p.add_argument("--base", choices=["neutral", "prior"], default="neutral",
                    help="where the units not traversed are held: neutral (default) holds them at their neutral "
-                   "value (the prior's representative: 0 for a Gaussian unit, category 0 for a categorical one, a "
-                   "typical value inside the support, not the edge 0, for a bounded unit such as a relaxed Bernoulli "
-                   "or a Beta); prior holds them at one draw from the prior (--seed)")
+                   "value (the prior's representative: 0 for a Gaussian unit, category 0 for a categorical one, "
+                   "0.5 for a relaxed Bernoulli unit, the prior mean for a Beta unit: inside a bounded unit's "
+                   "support, not at its edge 0); prior holds them at one draw from the prior (--seed)")
     p.add_argument("--no-gif", action="store_true", help="skip the animated GIF")
     p.set_defaults(func=_cmd_traverse)
 

@@ -3,8 +3,8 @@
 Units not being moved are held at their neutral value — each family's :meth:`~latentkit.core.LatentFamily.neutral_value`,
 the representative of its prior: 0 for a Gaussian unit (as the original code), category 0 for a categorical one (the
 original's choice: its uniform prior has no single most likely category), and for a bounded family a typical value of
-its prior inside the support, not an edge of it (0 is an edge for a relaxed Bernoulli or a Beta unit, whose values lie
-in (0, 1)) — or they
+its prior inside the support, not an edge of it (0.5 for a relaxed Bernoulli unit, the prior mean for a Beta unit,
+where 0 would be an edge of (0, 1)) — or they
 are drawn from the prior when asked, or taken from an image's code when one is traversed. Units are addressed as
 ``<channel>.<index>`` (``cont.3``, ``disc.0``), the names KL is logged under.
 """
