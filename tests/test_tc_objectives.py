@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from latentkit import cli
 from latentkit.assembly.build import build_objective
-from latentkit.assembly.specs import Component
+from latentkit.specs import Component
 from latentkit.core import JointLatent, LatentContext, SampleNoise
 from latentkit.errors import ConfigError, LatentkitError
 from latentkit.plugins import get_registry
@@ -153,10 +153,10 @@ TERMS = {
 
 def small_model():
     from latentkit.assembly.build import build_model
-    from latentkit.assembly.specs import ChannelSpec, ModelSpec
+    from latentkit.specs import ChannelSpec, ModelSpec
 
     spec = ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian", {"units": 4}),
-                                   ChannelSpec("disc", "gumbel_softmax", {"sizes": [3]})])
+                                   ChannelSpec("disc", "gumbel_softmax", {"sizes": [3]})], Component("jointvae_conv"))
     torch.manual_seed(0)
     return build_model(spec)
 
@@ -228,13 +228,13 @@ def test_factorvae_gradients_reach_only_their_own_parameters():
     (logs2["loss"] - logs2["discriminator/loss"]).backward()
     assert all(p.grad is None or not p.grad.any() for p in disc.parameters())
     for g, p in zip(model_grads, model.parameters()):
-        assert torch.allclose(g, p.grad, atol=1e-7)
+        _assert_same_gradient(p.grad, g)
     model.zero_grad(), disc.zero_grad()
     output = model(x, noise=SampleNoise.fresh(len(x), torch.Generator().manual_seed(0)))
     objective(x, output, 10)["discriminator/loss"].backward()
     assert all(p.grad is None or not p.grad.any() for p in model.parameters())
     for g, p in zip(disc_grads, disc.parameters()):
-        assert torch.allclose(g, p.grad, atol=1e-7)
+        _assert_same_gradient(p.grad, g)
     assert objective.optimizer_options() == {"lr": 1e-4, "betas": (0.5, 0.9)}
 
 
@@ -310,3 +310,10 @@ def test_relaxed_densities_are_torch_distributions_concrete_densities():
     assert torch.allclose(bits.log_density(params["bits"], b), RelaxedBernoulli(tb, logits=logits).log_prob(b), atol=1e-10)
     assert torch.allclose(bits.log_prior_density(b, LatentContext()),
                           RelaxedBernoulli(tb, logits=torch.zeros_like(logits)).log_prob(b), atol=1e-10)
+
+
+def _assert_same_gradient(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """Two float32 computations of one gradient: equal up to rounding relative to the gradient's own magnitude (a
+    float32 sum of many terms carries ~1e-6 of its largest term's size), whatever the CPU's kernels."""
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5 * scale)

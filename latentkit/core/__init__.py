@@ -8,7 +8,7 @@ from latentkit.core.family import (
     OneColumnPerUnit,
     Params,
 )
-from latentkit.core.joint import BatchRows, JointLatent
+from latentkit.core.joint import JointLatent
 from latentkit.core.model import JointVAE, ModelOutput
 from latentkit.core.network import ImageShape, NetworkFamily
 from latentkit.core.noise import SampleNoise
@@ -20,7 +20,6 @@ __all__ = [
     "DiagonalGaussianPosterior",
     "LOGVAR_LIMIT",
     "ImageShape",
-    "BatchRows",
     "JointLatent",
     "JointVAE",
     "LatentContext",

@@ -13,41 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-import attrs
 import torch
 from torch import Tensor, nn
 
 from latentkit.core.family import LatentContext, LatentFamily, Params
 from latentkit.core.noise import SampleNoise
 from latentkit.errors import ConfigError
-
-
-@attrs.frozen
-class BatchRows:
-    """A slice ``start .. start + count`` of a batch of ``total`` rows (one part of a batch divided among workers)."""
-
-    start: int
-    count: int
-    total: int
-
-    def __attrs_post_init__(self) -> None:
-        if not (0 <= self.start and 0 < self.count and self.start + self.count <= self.total):
-            raise ConfigError(f"rows {self.start}..{self.start + self.count} do not lie in a batch of {self.total}")
-
-    def pad(self, params: Params) -> Params:
-        """Whole-batch parameters: these rows in place, the others filled with a copy of the first row (no gradient)."""
-        out = {}
-        for key, value in params.items():
-            if value.shape[0] != self.count:
-                raise ConfigError(f"parameter {key!r} has {value.shape[0]} rows, the slice {self.count}")
-            fill = value[:1].detach()
-            before = fill.expand(self.start, *value.shape[1:])
-            after = fill.expand(self.total - self.start - self.count, *value.shape[1:])
-            out[key] = torch.cat([before, value, after])
-        return out
-
-    def take(self, batch: Tensor) -> Tensor:
-        return batch[self.start : self.start + self.count]
 
 
 class JointLatent(nn.Module):
