@@ -13,8 +13,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "latentkit"
 
 #: what latentkit/train may import from latentkit (the bare package: its __version__)
 TRAINER_MAY_IMPORT = ("latentkit.core", "latentkit.plugins", "latentkit.data", "latentkit.errors", "latentkit._atomic",
-                      "latentkit.devices", "latentkit.train")
-CORE_MAY_IMPORT = ("latentkit.core", "latentkit.errors")
+                      "latentkit.devices", "latentkit.validation", "latentkit.train")
+#: latentkit.validation (the option rules) imports only latentkit.errors, attrs and the standard library
+CORE_MAY_IMPORT = ("latentkit.core", "latentkit.errors", "latentkit.validation")
 CORE_THIRD_PARTY = ("torch", "attrs")
 
 

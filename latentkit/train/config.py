@@ -2,66 +2,40 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any
 
 import attrs
 
 from latentkit.errors import ConfigError
+from latentkit.validation import integer, non_negative_int, one_of, positive_float, positive_int
 
 DEVICES = ("auto", "cpu", "cuda")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
-
-
-def _positive_int(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ConfigError(f"{attribute.name} must be a positive whole number, got {value!r}")
-
-
-def _non_negative_int(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ConfigError(f"{attribute.name} must be a whole number >= 0 (0 turns it off), got {value!r}")
-
-
-def _positive_float(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
-        raise ConfigError(f"{attribute.name} must be a positive number, got {value!r}")
-
-
-def _non_negative_float(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
-        raise ConfigError(f"{attribute.name} must be a finite non-negative number, got {value!r}")
-
-
-def _device(_inst: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value not in DEVICES:
-        raise ConfigError(f"{attribute.name} must be one of {DEVICES}, got {value!r}")
 
 
 @attrs.define
 class TrainConfig:
     """Settings of the generic trainer (Adam, as the original)."""
 
-    steps: int = attrs.field(default=93_800, validator=_positive_int)
-    batch_size: int = attrs.field(default=64, validator=_positive_int)
-    lr: float = attrs.field(default=5e-4, validator=_positive_float)
-    seed: int = 0
-    device: str = attrs.field(default="auto", validator=_device)
+    steps: int = attrs.field(default=93_800, validator=positive_int.such_as("93800"))
+    batch_size: int = attrs.field(default=64, validator=positive_int.such_as("64"))
+    lr: float = attrs.field(default=5e-4, validator=positive_float.such_as("5e-4"))
+    seed: int = attrs.field(default=0, validator=integer)
+    device: str = attrs.field(default="auto", validator=one_of(*DEVICES))
     amp: bool = False  #: bfloat16 autocast on CUDA (ignored on CPU)
-    log_every: int = attrs.field(default=50, validator=_positive_int)
-    checkpoint_every: int = attrs.field(default=5_000, validator=_positive_int)
-    keep_checkpoints: int = attrs.field(default=2, validator=_positive_int)
-    eval_every: int = attrs.field(default=0)  #: 0: only at the end
+    log_every: int = attrs.field(default=50, validator=positive_int.such_as("50"))
+    checkpoint_every: int = attrs.field(default=5_000, validator=positive_int.such_as("5000"))
+    keep_checkpoints: int = attrs.field(default=2, validator=positive_int.such_as("2"))
+    eval_every: int = attrs.field(default=0, validator=non_negative_int)  #: 0: only at the end
     #: a traversal grid every N steps into RUN/figures/training and TensorBoard (0: none); drawn at the first logging
     #: step at or after each multiple, and at the end
-    figures_every: int = attrs.field(default=5_000, validator=_non_negative_int)
+    figures_every: int = attrs.field(default=5_000, validator=non_negative_int.such_as("5000"))
     drop_last: bool = False  #: the original keeps each epoch's last, smaller batch
     #: "auto" (channels_last on the CPU, where oneDNN's convolutions are faster in it), "channels_last", "contiguous"
-    memory_format: str = attrs.field(default="auto", validator=attrs.validators.in_(MEMORY_FORMATS))
+    memory_format: str = attrs.field(default="auto", validator=one_of(*MEMORY_FORMATS))
     #: torch intra-op threads (0: PyTorch's default, one per core). Small models (MLPs on signals) run faster on one
     #: thread than on several that synchronise every tiny op, especially on a busy machine.
-    threads: int = attrs.field(default=0, validator=_non_negative_int)
+    threads: int = attrs.field(default=0, validator=non_negative_int.such_as("1"))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
