@@ -34,10 +34,3 @@ def build_objective(
         dataset_size=None if dataset_size is None else int(dataset_size),
     )
 
-
-def build_named_objective(
-    name: str, latent: JointLatent, image_shape: tuple[int, ...], registry: Registry, options: dict
-) -> Objective:
-    """Kept for code written against it (docs/objectives.md's example): plugins call
-    ``registry.build_objective(name, options, latent=..., image_shape=...)``, which needs no import of the assembly."""
-    return registry.build_objective(name, options, latent=latent, image_shape=image_shape)
