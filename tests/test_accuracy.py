@@ -235,7 +235,8 @@ def test_kmeans_is_seeded():
 
 
 @pytest.mark.parametrize("codes, k, match", [
-    (np.zeros((5, 0)), 2, "shape"), (np.zeros((5, 2)), 0, ">= 1"), (np.zeros((3, 2)), 4, "more images"),
+    (np.zeros((5, 0)), 2, "shape"), (np.zeros((5, 2)), 0, "clusters must be a positive whole number, got 0"),
+    (np.zeros((3, 2)), 4, "more images"),
     (np.full((5, 2), np.nan), 2, "NaN"),
 ])
 def test_kmeans_bad_inputs(codes, k, match):

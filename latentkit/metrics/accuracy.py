@@ -20,6 +20,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from latentkit.errors import ConfigError
+from latentkit.validation import check, positive_int
 
 
 def _as_int_array(values, what: str) -> np.ndarray:
@@ -118,8 +119,7 @@ def kmeans_clusters(codes, k: int, seed: int = 0, n_init: int = 10, standardize:
     codes = np.asarray(codes, dtype=np.float64)
     if codes.ndim != 2 or codes.shape[1] == 0:
         raise ConfigError(f"k-means needs codes of shape (N, D) with D >= 1, got {codes.shape}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ConfigError(f"the number of k-means clusters must be a whole number >= 1, got {k!r}")
+    k = check("clusters", k, positive_int.such_as("10"), "k-means")
     if codes.shape[0] < k:
         raise ConfigError(f"{codes.shape[0]} images cannot form {k} k-means clusters; evaluate on more images")
     if not np.isfinite(codes).all():

@@ -22,7 +22,6 @@ column per unit), each discrete variable one column holding its argmax category 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -34,6 +33,7 @@ from torch import Tensor, nn
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.data.provider import as_float_batch
 from latentkit.errors import ConfigError
+from latentkit.validation import boolean, check, non_negative_int, positive_int
 
 #: ``represent(uint8 images (N, C, H, W)) -> (float64 codes (N, D), bool is_discrete (D,))``
 Representation = Callable[[Tensor], "tuple[np.ndarray, np.ndarray]"]
@@ -42,27 +42,7 @@ Representation = Callable[[Tensor], "tuple[np.ndarray, np.ndarray]"]
 DEFAULT_CHUNK = 4096
 
 
-# --- options ---------------------------------------------------------------------------------------------------------
-def check_positive_int(metric: str, name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ConfigError(f"{metric} option {name} must be a whole number >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_number(metric: str, name: str, value: Any, minimum: float = -math.inf, positive: bool = False) -> float:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < minimum or (positive and value <= 0):
-        bound = "> 0" if positive else f">= {minimum}"
-        raise ConfigError(f"{metric} option {name} must be a finite number {bound}, got {value!r}")
-    return float(value)
-
-
-def check_bool(metric: str, name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{metric} option {name} must be true or false, got {value!r}")
-    return value
-
-
+# --- options (each checked with latentkit.validation's rules) -------------------------------------------------------
 def resolve_options(metric: str, defaults: Mapping[str, Any], given: Mapping[str, Any] | None) -> dict[str, Any]:
     """``defaults`` updated with ``given``; an unknown name is a :class:`ConfigError` listing the known ones."""
     given = dict(given or {})
@@ -109,8 +89,7 @@ class ModelRepresentation:
     """
 
     def __init__(self, model: nn.Module, batch_size: int = 1000, device: str | torch.device = "cpu"):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch size must be a positive whole number, got {batch_size!r}")
+        batch_size = check("batch_size", batch_size, positive_int.such_as("1000"))
         self.model, self.batch_size, self.device = model, batch_size, torch.device(device)
         names: list[str] = []
         flags: list[bool] = []
@@ -223,9 +202,9 @@ class CodeSampler:
                  prefetch: Any):
         self.ground_truth = check_ground_truth(metric, ground_truth)
         self.represent = represent
-        self.seed = check_positive_int(metric, "seed", seed, minimum=0)
-        self.chunk_size = check_positive_int(metric, "chunk_size", chunk_size)
-        self.prefetch = check_bool(metric, "prefetch", prefetch)
+        self.seed = check("seed", seed, non_negative_int, metric)
+        self.chunk_size = check("chunk_size", chunk_size, positive_int.such_as(str(DEFAULT_CHUNK)), metric)
+        self.prefetch = check("prefetch", prefetch, boolean, metric)
         self.generator = torch.Generator().manual_seed(self.seed)
 
     def codes(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

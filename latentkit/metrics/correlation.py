@@ -19,7 +19,8 @@ import torch
 
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.errors import ConfigError
-from latentkit.metrics.base import DEFAULT_CHUNK, CodeSampler, Representation, axis_names, check_positive_int
+from latentkit.metrics.base import DEFAULT_CHUNK, CodeSampler, Representation, axis_names
+from latentkit.validation import at_least, check
 
 NAME = "factor-correlation"
 DEFAULTS = {"num_points": 10_000, "seed": 0, "chunk_size": DEFAULT_CHUNK, "prefetch": True}
@@ -77,7 +78,7 @@ def sample_correlation_points(ground_truth: GroundTruthData, represent: Represen
                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(codes, is_discrete, physical factor values)`` of ``num_points`` images drawn uniformly from the grid."""
     sampler = CodeSampler(NAME, ground_truth, represent, seed, chunk_size, prefetch)
-    n = check_positive_int(NAME, "num_points", num_points, minimum=3)
+    n = check("num_points", num_points, at_least(3).such_as("10000"), NAME)
     codes, is_discrete, factors = sampler.codes(n)
     values = ground_truth.factor_values(torch.from_numpy(factors)).numpy()
     return codes, is_discrete, values

@@ -20,12 +20,12 @@ import numpy as np
 
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.metrics.base import (
-    axis_names,
     DEFAULT_CHUNK,
-    Representation,
     CodeSampler,
-    check_positive_int,
+    Representation,
+    axis_names,
 )
+from latentkit.validation import at_least, check, positive_int
 
 NAME = "dci"
 DEFAULTS = {"num_train": 10_000, "num_test": 5_000, "n_estimators": 100, "max_depth": 3, "seed": 0,
@@ -116,10 +116,10 @@ def dci_score(
 ) -> dict:
     draws = CodeSampler(NAME, ground_truth, represent, seed, chunk_size, prefetch)
     gt = draws.ground_truth
-    num_train = check_positive_int(NAME, "num_train", num_train, minimum=2)
-    num_test = check_positive_int(NAME, "num_test", num_test)
-    n_estimators = check_positive_int(NAME, "n_estimators", n_estimators)
-    max_depth = check_positive_int(NAME, "max_depth", max_depth)
+    num_train = check("num_train", num_train, at_least(2).such_as("10000"), NAME)
+    num_test = check("num_test", num_test, positive_int.such_as("5000"), NAME)
+    n_estimators = check("n_estimators", n_estimators, positive_int.such_as("100"), NAME)
+    max_depth = check("max_depth", max_depth, positive_int.such_as("3"), NAME)
     x_train, _, y_train = draws.codes(num_train)
     x_test, _, y_test = draws.codes(num_test)
     result = compute_dci(x_train, y_train, x_test, y_test, n_estimators, max_depth, draws.seed, names, tuple(gt.factor_names))

@@ -35,15 +35,14 @@ import torch
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.errors import ConfigError
 from latentkit.metrics.base import (
-    axis_names,
     DEFAULT_CHUNK,
-    Representation,
     CodeSampler,
-    check_number,
+    Representation,
+    axis_names,
     images_ahead,
-    check_positive_int,
     represent_images,
 )
+from latentkit.validation import at_least, check, non_negative_float, positive_int
 
 NAME = "factorvae"
 DEFAULTS = {
@@ -98,11 +97,11 @@ def factor_vae_score(
     """``{"score", "eval_accuracy", "train_accuracy", "num_active_dims", "active_dims", "dim_to_factor", ...}``."""
     draws = CodeSampler(NAME, ground_truth, represent, seed, chunk_size, prefetch)
     gt = draws.ground_truth
-    vote_size = check_positive_int(NAME, "vote_size", vote_size, minimum=2)
-    num_train = check_positive_int(NAME, "num_train", num_train)
-    num_eval = check_positive_int(NAME, "num_eval", num_eval)
-    num_variance_estimate = check_positive_int(NAME, "num_variance_estimate", num_variance_estimate, minimum=2)
-    prune_threshold = check_number(NAME, "prune_threshold", prune_threshold, minimum=0.0)
+    vote_size = check("vote_size", vote_size, at_least(2).such_as("64"), NAME)
+    num_train = check("num_train", num_train, positive_int.such_as("10000"), NAME)
+    num_eval = check("num_eval", num_eval, positive_int.such_as("5000"), NAME)
+    num_variance_estimate = check("num_variance_estimate", num_variance_estimate, at_least(2).such_as("10000"), NAME)
+    prune_threshold = check("prune_threshold", prune_threshold, non_negative_float.such_as("0.05"), NAME)
 
     codes, is_discrete, _ = draws.codes(num_variance_estimate)
     global_var = variances(codes, is_discrete)

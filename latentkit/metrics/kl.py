@@ -12,14 +12,14 @@ from torch import nn
 
 from latentkit.data.provider import ImageData, as_float_batch
 from latentkit.errors import ConfigError
+from latentkit.validation import check, positive_int
 
 
 def kl_per_unit(
     model: nn.Module, data: ImageData, batch_size: int = 1000, device: str | torch.device = "cpu"
 ) -> dict[str, float]:
     """``{unit name: mean KL in nats}`` over ``data``, units in channel order (``cont.0``, ..., ``disc.0``, ...)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch size must be a positive whole number, got {batch_size!r}")
+    batch_size = check("batch_size", batch_size, positive_int.such_as("1000"))
     if len(data) == 0:
         raise ConfigError("no images to evaluate: the data split is empty")
     unit_names = model.latent.unit_names()

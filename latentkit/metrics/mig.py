@@ -16,13 +16,13 @@ import numpy as np
 
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.metrics.base import (
-    axis_names,
     DEFAULT_CHUNK,
-    Representation,
     CodeSampler,
-    check_positive_int,
+    Representation,
+    axis_names,
     discrete_codes,
 )
+from latentkit.validation import at_least, check, positive_int
 
 NAME = "mig"
 DEFAULTS = {"num_train": 10_000, "num_bins": 20, "seed": 0, "chunk_size": DEFAULT_CHUNK, "prefetch": True}
@@ -102,8 +102,8 @@ def mig_score(
     """MIG on ``num_train`` images drawn from the grid (codes from ``represent``)."""
     draws = CodeSampler(NAME, ground_truth, represent, seed, chunk_size, prefetch)
     gt = draws.ground_truth
-    num_train = check_positive_int(NAME, "num_train", num_train, minimum=2)
-    num_bins = check_positive_int(NAME, "num_bins", num_bins)
+    num_train = check("num_train", num_train, at_least(2).such_as("10000"), NAME)
+    num_bins = check("num_bins", num_bins, positive_int.such_as("20"), NAME)
     codes, is_discrete, factors = draws.codes(num_train)
     result = compute_mig(codes, is_discrete, factors, num_bins, names, tuple(gt.factor_names))
     result["images_encoded"] = num_train

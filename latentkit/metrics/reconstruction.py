@@ -14,12 +14,12 @@ from torch import nn
 from latentkit.data.provider import ImageData, as_float_batch
 from latentkit.errors import ConfigError
 from latentkit.inference import reconstruct
+from latentkit.validation import check, positive_int
 
 
 def reconstruction(model: nn.Module, data: ImageData, batch_size: int = 1000, device: str | torch.device = "cpu") -> dict:
     """``{"bce_median", "bce_mean", "bce_p10", "bce_p90", "n_images"}``: per-image BCE sums in nats."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch size must be a positive whole number, got {batch_size!r}")
+    batch_size = check("batch_size", batch_size, positive_int.such_as("1000"))
     if len(data) == 0:
         raise ConfigError("no images to evaluate: the data split is empty")
     per_image = []

@@ -28,14 +28,12 @@ import numpy as np
 
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.metrics.base import (
-    axis_names,
     DEFAULT_CHUNK,
-    Representation,
-    check_bool,
     CodeSampler,
-    check_number,
-    check_positive_int,
+    Representation,
+    axis_names,
 )
+from latentkit.validation import at_least, boolean, check, positive_float, positive_int
 
 NAME = "sap"
 DEFAULTS = {"num_train": 10_000, "num_test": 5_000, "continuous_factors": False, "svm_c": 0.01, "standardize": True,
@@ -110,11 +108,11 @@ def sap_score(
 ) -> dict:
     draws = CodeSampler(NAME, ground_truth, represent, seed, chunk_size, prefetch)
     gt = draws.ground_truth
-    num_train = check_positive_int(NAME, "num_train", num_train, minimum=2)
-    num_test = check_positive_int(NAME, "num_test", num_test)
-    continuous_factors = check_bool(NAME, "continuous_factors", continuous_factors)
-    svm_c = check_number(NAME, "svm_c", svm_c, positive=True)
-    standardize = check_bool(NAME, "standardize", standardize)
+    num_train = check("num_train", num_train, at_least(2).such_as("10000"), NAME)
+    num_test = check("num_test", num_test, positive_int.such_as("5000"), NAME)
+    continuous_factors = check("continuous_factors", continuous_factors, boolean, NAME)
+    svm_c = check("svm_c", svm_c, positive_float.such_as("0.01"), NAME)
+    standardize = check("standardize", standardize, boolean, NAME)
     x_train, _, y_train = draws.codes(num_train)
     x_test, _, y_test = draws.codes(num_test)
     result = compute_sap(
