@@ -8,14 +8,19 @@ schedule plugin serves every family.
 from __future__ import annotations
 
 import abc
-import math
-import numbers
-
-from latentkit.errors import ConfigError
 
 
 class CapacitySchedule(abc.ABC):
-    """``schedule(step) -> capacity in nats``."""
+    """``schedule(step) -> capacity in nats``: how much KL a channel is asked to carry at a global step.
+
+    A pure function of the step (no state), so a resumed run, or a loss evaluated at any step, gets the capacity an
+    uninterrupted run has; the value is finite and non-negative. The objective, not the schedule, clips it at a
+    family's :meth:`~latentkit.core.LatentFamily.capacity_bound`, so one schedule serves every family. The options
+    are the constructor's keyword arguments.
+
+    Attributes:
+        schedule_name: the name it is registered under (set by subclasses).
+    """
 
     schedule_name = ""
 
@@ -23,19 +28,3 @@ class CapacitySchedule(abc.ABC):
     def __call__(self, step: int) -> float:
         """The capacity asked for at global ``step`` (non-negative, finite)."""
 
-
-def check_capacity(value: object, what: str) -> float:
-    """Validate a capacity given by the user: a finite, non-negative number of nats."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ConfigError(f"{what} must be a number of nats, got {value!r} ({type(value).__name__}); e.g. 5.0")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{what} must be a finite, non-negative number of nats, got {value!r}")
-    return value
-
-
-def check_steps(value: object, what: str) -> int:
-    """Validate a step count: a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) <= 0:
-        raise ConfigError(f"{what} must be a positive whole number of steps, got {value!r}")
-    return int(value)

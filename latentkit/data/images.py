@@ -7,7 +7,6 @@ a batch by 255 on the device reproduces the original code's float inputs bit for
 
 from __future__ import annotations
 
-import numbers
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,21 +17,10 @@ import torchvision.transforms.functional as TF
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from latentkit.errors import ConfigError, DataError
+from latentkit.errors import DataError
 
 #: File name endings an image folder is searched for (lower case).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-def check_positive_int(value: object, what: str) -> int:
-    """``value`` as an int, or a :class:`ConfigError` naming ``what``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
-        raise ConfigError(f"{what} must be a positive whole number, got {value!r}")
-    return int(value)
-
-
-def check_optional_int(value: object, what: str) -> int | None:
-    return None if value is None else check_positive_int(value, what)
 
 
 def resize_gray_array(images: np.ndarray, size: int) -> np.ndarray:
