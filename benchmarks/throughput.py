@@ -194,12 +194,12 @@ def latentkit_inference(config: str, device: str):
     import torch
 
     from latentkit.assembly.build import build_model
-    from latentkit.assembly.specs import ChannelSpec, ModelSpec
+    from latentkit.specs import ChannelSpec, Component, ModelSpec
     from latentkit.inference import reconstruct
 
     _, image_shape, n_cont, disc, _ = CONFIGS[config]
     spec = ModelSpec(image_shape, [ChannelSpec("cont", "gaussian", {"units": n_cont}),
-                                   ChannelSpec("disc", "gumbel_softmax", {"sizes": disc})])
+                                   ChannelSpec("disc", "gumbel_softmax", {"sizes": disc})], Component("jointvae_conv"))
     model = build_model(spec).to(device)
     images = (torch.rand(INFER_IMAGES, *image_shape) > 0.5).to(torch.uint8).mul_(255).to(device)
     return lambda: reconstruct(model, images, device=device)

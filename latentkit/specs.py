@@ -1,7 +1,11 @@
-"""Model specifications: plain data (attrs), saved as JSON, built into modules through the plugin registry.
+"""Specifications: plain data (attrs) naming plugins and their options, saved as JSON, built into objects by the
+assembly layer (:mod:`latentkit.assembly`) through the plugin registry.
 
 A spec names plugins and their options; it never holds code, so a checkpoint folder can be reloaded from its JSON
-alone, and loading a checkpoint never executes anything from a file.
+alone, and loading a checkpoint never executes anything from a file. Why a foundation module, not part of the
+assembly: recipe configs that live in plugin packages (``latentkit_plugins.jointvae_recipe``) build these specs, and
+plugins may import this module but never :mod:`latentkit.assembly`. It names no plugin: every name comes from a recipe
+or a saved spec.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 import attrs
 
 from latentkit.errors import ConfigError
+from latentkit.train.config import TrainConfig  # the trainer owns its settings; an experiment composes them
 
 
 def _options(value: Any) -> dict:
@@ -79,12 +84,13 @@ class ModelSpec:
     """Everything needed to build a :class:`~latentkit.core.JointVAE`: sample shape, channels in order, network.
 
     ``image_shape`` is the shape of one sample — ``(D,)``, ``(C, L)`` or ``(C, H, W)`` — named for the images the
-    framework started with; the name stays because checkpoints and run configs store it.
+    framework started with; the name stays because checkpoints and run configs store it. ``network`` has no default:
+    the framework names no plugin (every saved spec has named its network since the first release).
     """
 
     image_shape: tuple[int, ...] = attrs.field(converter=_image_shape)
     channels: tuple[ChannelSpec, ...] = attrs.field(converter=tuple)
-    network: Component = attrs.field(factory=lambda: Component("jointvae_conv"))
+    network: Component
 
     def __attrs_post_init__(self) -> None:
         names = [c.name for c in self.channels]
@@ -106,10 +112,32 @@ class ModelSpec:
         unknown = set(data) - {"image_shape", "channels", "network"}
         if unknown:
             raise ConfigError(f"model spec has unknown keys {sorted(unknown)}; allowed: image_shape, channels, network")
-        if "image_shape" not in data or "channels" not in data:
-            raise ConfigError("a model spec needs 'image_shape' and 'channels'")
+        missing = [key for key in ("image_shape", "channels", "network") if key not in data]
+        if missing:
+            raise ConfigError(
+                f"a model spec needs 'image_shape', 'channels' and 'network'; {missing} missing (the network is a "
+                f"plugin by name, e.g. {{'name': 'mlp', 'options': {{'hidden': 256}}}})"
+            )
         return cls(
             image_shape=data["image_shape"],
             channels=[ChannelSpec.from_dict(c) for c in data["channels"]],
-            network=Component.from_dict(data.get("network", "jointvae_conv"), "network"),
+            network=Component.from_dict(data["network"], "network"),
         )
+
+
+@attrs.frozen
+class Experiment:
+    """Everything a run needs, as plain data: the model spec, the objective, the data set and the trainer's settings."""
+
+    model: ModelSpec
+    objective: Component
+    dataset: Component
+    train: TrainConfig
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model.to_dict(),
+            "objective": attrs.asdict(self.objective),
+            "dataset": attrs.asdict(self.dataset),
+            "train": attrs.asdict(self.train),
+        }

@@ -4,7 +4,8 @@ One channel of continuous units (JointVAE's 6), capacity raised linearly 0 → 2
 Burgess et al.; JointVAE's optimiser and schedule length otherwise.
 """
 
-from latentkit.assembly.recipe import Capacity, JointVAEConfig, TrainConfig
+from latentkit.train import TrainConfig
+from latentkit_plugins.jointvae_recipe import Capacity, JointVAEConfig
 
 
 def config() -> JointVAEConfig:

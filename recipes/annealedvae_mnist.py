@@ -5,7 +5,8 @@ Burgess et al. give no MNIST setting; we choose the one that isolates the discre
 over the same 25,000 steps, and the same γ = 30 (γ = 1000 on 32x32 images overwhelms the reconstruction term).
 """
 
-from latentkit.assembly.recipe import Capacity, JointVAEConfig, TrainConfig
+from latentkit.train import TrainConfig
+from latentkit_plugins.jointvae_recipe import Capacity, JointVAEConfig
 
 
 def config() -> JointVAEConfig:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import attrs
 
-from latentkit.assembly.recipe import Capacity, ExtraChannel, load_recipe
+from latentkit.assembly.recipe import load_recipe
+from latentkit_plugins.jointvae_recipe import Capacity, ExtraChannel
 
 
 def config():

@@ -1,6 +1,7 @@
 """Baseline: a continuous-only β-VAE (β = 4) on dSprites, with JointVAE's 6 continuous units and training settings."""
 
-from latentkit.assembly.recipe import Capacity, JointVAEConfig, TrainConfig
+from latentkit.train import TrainConfig
+from latentkit_plugins.jointvae_recipe import Capacity, JointVAEConfig
 
 
 def config() -> JointVAEConfig:

@@ -3,7 +3,8 @@
 The JointVAE objective with one Gaussian channel, a constant capacity of 0 and γ = β is exactly recon + β·KL.
 """
 
-from latentkit.assembly.recipe import Capacity, JointVAEConfig, TrainConfig
+from latentkit.train import TrainConfig
+from latentkit_plugins.jointvae_recipe import Capacity, JointVAEConfig
 
 
 def config() -> JointVAEConfig:

@@ -6,7 +6,8 @@ steps; RGB 64x64 (centre crop 148, resized). The reconstruction term sums BCE ov
 ``channel_mean_compat=True`` reproduces the original's sum over 64·64 (a third of it), which rescales γ's effect.
 """
 
-from latentkit.assembly.recipe import Capacity, JointVAEConfig, TrainConfig
+from latentkit.train import TrainConfig
+from latentkit_plugins.jointvae_recipe import Capacity, JointVAEConfig
 
 
 def config() -> JointVAEConfig:

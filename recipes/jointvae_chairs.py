@@ -5,7 +5,8 @@ steps (the discrete one clipped at 3·log 2 ≈ 2.08), γ = 300; Adam 1e-4, batc
 135,000 steps; 64x64 grayscale.
 """
 
-from latentkit.assembly.recipe import Capacity, JointVAEConfig, TrainConfig
+from latentkit.train import TrainConfig
+from latentkit_plugins.jointvae_recipe import Capacity, JointVAEConfig
 
 
 def config() -> JointVAEConfig:

@@ -11,7 +11,8 @@ procedural generator with the same grid (``source="auto"``; one line on stderr s
 label, so ``latentkit evaluate --metric accuracy`` measures the discrete code against it.
 """
 
-from latentkit.assembly.recipe import Capacity, JointVAEConfig, TrainConfig
+from latentkit.train import TrainConfig
+from latentkit_plugins.jointvae_recipe import Capacity, JointVAEConfig
 
 
 def config() -> JointVAEConfig:

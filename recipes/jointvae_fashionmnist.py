@@ -4,7 +4,8 @@
 steps (the discrete one clipped at log 10), γ = 100; Adam 5e-4, batch 64, 100 epochs = 93,800 steps; 32x32 images.
 """
 
-from latentkit.assembly.recipe import Capacity, JointVAEConfig, TrainConfig
+from latentkit.train import TrainConfig
+from latentkit_plugins.jointvae_recipe import Capacity, JointVAEConfig
 
 
 def config() -> JointVAEConfig:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import attrs
 
-from latentkit.assembly.recipe import JointVAEConfig, load_recipe
+from latentkit.assembly.recipe import load_recipe
+from latentkit_plugins.jointvae_recipe import JointVAEConfig
 
 #: the augmented view: ±10°, ×(1 ± 0.15), ±10% shifts, no shear, and half the images one pixel thicker or thinner
 AUGMENT = {"rotate": 10.0, "scale": 0.15, "shift": 0.1, "shear": 0.0, "stroke": 0.5}

@@ -5,7 +5,8 @@ one ends clipped at log 10 ≈ 2.30); Adam 5e-4, batch 64, 100 epochs = 93,800 s
 of each epoch holding 32 images, as the original's DataLoader). Images: MNIST resized to 32x32.
 """
 
-from latentkit.assembly.recipe import Capacity, JointVAEConfig, TrainConfig
+from latentkit.train import TrainConfig
+from latentkit_plugins.jointvae_recipe import Capacity, JointVAEConfig
 
 
 def config() -> JointVAEConfig:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import attrs
 
-from latentkit.assembly.recipe import JointVAEConfig, load_recipe
+from latentkit.assembly.recipe import load_recipe
+from latentkit_plugins.jointvae_recipe import JointVAEConfig
 
 #: the augmented view: ±15°, ×(1 ± 0.15), ±10% shifts, ±0.3 shear, and half the images one pixel thicker or thinner
 AUGMENT = {"rotate": 15.0, "scale": 0.15, "shift": 0.1, "shear": 0.3, "stroke": 0.5}

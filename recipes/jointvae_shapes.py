@@ -5,7 +5,8 @@ factors), 32x32: 7,373 training images, the rest of the 9,216 held out for ``tes
 ``dataset_options`` for a tiny run.
 """
 
-from latentkit.assembly.recipe import Capacity, JointVAEConfig, TrainConfig
+from latentkit.train import TrainConfig
+from latentkit_plugins.jointvae_recipe import Capacity, JointVAEConfig
 
 
 def config() -> JointVAEConfig:

@@ -12,7 +12,8 @@ square: accuracy 0.55–0.67); batches of 256 make that early split steadier (ac
 0–2, against 0.80 and 0.56 with 64). About a minute: the recipe runs torch on one thread (train.threads=1; docs/non-image.md).
 """
 
-from latentkit.assembly.recipe import Capacity, JointVAEConfig, TrainConfig
+from latentkit.train import TrainConfig
+from latentkit_plugins.jointvae_recipe import Capacity, JointVAEConfig
 
 
 def config() -> JointVAEConfig:

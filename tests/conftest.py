@@ -80,11 +80,12 @@ def two_channel_model():
     """A small untrained JointVAE, eval mode: 32x32 grey images, 4 Gaussian units (cont.0..3) and two categorical
     variables of 3 and 5 categories (disc.0, disc.1): latent columns cont 0..3, disc.0 4..6, disc.1 7..11."""
     from latentkit.assembly.build import build_model
-    from latentkit.assembly.specs import ChannelSpec, ModelSpec
+    from latentkit.specs import ChannelSpec, Component, ModelSpec
 
     torch.manual_seed(0)
     spec = ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian", {"units": 4}),
-                                   ChannelSpec("disc", "gumbel_softmax", {"sizes": [3, 5]})])
+                                   ChannelSpec("disc", "gumbel_softmax", {"sizes": [3, 5]})],
+                     Component("jointvae_conv"))
     return build_model(spec).eval()
 
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from latentkit.assembly.build import build_model
-from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
+from latentkit.specs import ChannelSpec, Component, ModelSpec
 from latentkit.data.provider import ImageData
 from latentkit.errors import ConfigError, UnknownNameError
 from latentkit.metrics.accuracy import (

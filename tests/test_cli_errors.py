@@ -13,7 +13,7 @@ from latentkit_plugins.gaussian import Gaussian
 from latentkit.assembly.build import build_model
 from latentkit.assembly.checkpoint import checkpoint_config, save_model_checkpoint
 from latentkit.assembly.evaluate import evaluate_checkpoint
-from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
+from latentkit.specs import ChannelSpec, Component, ModelSpec
 from latentkit.cli import main
 from latentkit.core import LatentFamily
 from latentkit.errors import CheckpointError, ConfigError, DataError, LatentkitError, UnknownNameError

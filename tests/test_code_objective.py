@@ -13,7 +13,7 @@ import torch
 
 from latentkit import cli
 from latentkit.assembly.build import build_model, build_objective
-from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
+from latentkit.specs import ChannelSpec, Component, ModelSpec
 from latentkit.core import SampleNoise
 from latentkit.errors import ConfigError
 from latentkit_plugins.code_objective import balanced_assignment, pair_mutual_information, random_affine
@@ -30,7 +30,8 @@ TERMS = {
 
 def small_model(disc_sizes=(K,)):
     spec = ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian", {"units": 3}),
-                                   ChannelSpec("disc", "gumbel_softmax", {"sizes": list(disc_sizes)})])
+                                   ChannelSpec("disc", "gumbel_softmax", {"sizes": list(disc_sizes)})],
+                     Component("jointvae_conv"))
     torch.manual_seed(0)
     return build_model(spec)
 
@@ -214,7 +215,7 @@ def test_a_recipe_trains_with_every_lever_and_logs_them(tmp_path):
 
 def test_assignment_pulls_the_code_toward_the_mixture_component_the_continuous_code_implies():
     spec = ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian_mixture", {"units": 3, "components": K}),
-                                   ChannelSpec("disc", "gumbel_softmax", {"sizes": [K]})])
+                                   ChannelSpec("disc", "gumbel_softmax", {"sizes": [K]})], Component("jointvae_conv"))
     torch.manual_seed(0)
     model = build_model(spec)
     x = batch()

@@ -9,7 +9,7 @@ import torch
 
 from latentkit import cli
 from latentkit.assembly.build import build_model
-from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
+from latentkit.specs import ChannelSpec, Component, ModelSpec
 from latentkit.core import ModelOutput
 from latentkit_plugins import collapse_watch
 from latentkit_plugins.jointvae_objective import JointVAEObjective

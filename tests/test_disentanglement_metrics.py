@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from latentkit.assembly.build import build_model
-from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
+from latentkit.specs import ChannelSpec, Component, ModelSpec
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.errors import ConfigError
 from latentkit.metrics import (

@@ -19,7 +19,7 @@ import torch
 from latentkit.assembly.build import build_model
 from latentkit.assembly.checkpoint import checkpoint_config, save_model_checkpoint
 from latentkit.cli import main
-from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
+from latentkit.specs import ChannelSpec, Component, ModelSpec
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.data.provider import DatasetProvider, ImageData
 from latentkit.errors import ConfigError

@@ -14,7 +14,7 @@ from PIL import Image
 
 from latentkit import cli
 from latentkit.assembly.build import build_model
-from latentkit.assembly.specs import ChannelSpec, ModelSpec
+from latentkit.specs import ChannelSpec, ModelSpec
 from latentkit.core import JointLatent
 from latentkit.errors import ConfigError
 from latentkit.testing.examples import MixtureGaussian
@@ -231,9 +231,9 @@ def test_plot_command_and_kl_source(run_dir, tmp_path, capsys):
 
 def test_plot_without_any_kl_source_is_a_clear_error(tmp_path, capsys):
     from latentkit.assembly.checkpoint import checkpoint_config, save_model_checkpoint
-    from latentkit.assembly.specs import Component
+    from latentkit.specs import Component
 
-    spec = ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian", {"units": 2})])
+    spec = ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian", {"units": 2})], Component("jointvae_conv"))
     config = checkpoint_config(spec, Component("jointvae", {}), Component("mnist", {}))
     save_model_checkpoint(tmp_path / "ck", build_model(spec), config)
     assert cli.main(["plot", str(tmp_path / "ck"), "--data-root", str(tmp_path / "empty")]) == 2

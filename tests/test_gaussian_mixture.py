@@ -23,7 +23,8 @@ from latentkit.assembly.build import build_model, build_objective
 from latentkit.core import JointLatent, LatentContext
 from latentkit.errors import ConfigError
 from latentkit.plugins import get_registry
-from latentkit.assembly.recipe import JointVAEConfig, TrainConfig
+from latentkit.train import TrainConfig
+from latentkit_plugins.jointvae_recipe import JointVAEConfig
 from latentkit.testing import CHECKS, check_family
 from latentkit.testing.strategies import generator, moderate_features, seeds
 from latentkit.assembly.session import prepare_run

@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from latentkit import cli
 from latentkit.assembly.build import build_model, build_objective
 from latentkit.core import SampleNoise
-from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
+from latentkit.specs import ChannelSpec, Component, ModelSpec
 from latentkit.errors import ConfigError
-from latentkit.assembly.recipe import JointVAEConfig
+from latentkit_plugins.jointvae_recipe import JointVAEConfig
 from latentkit.testing import check_family
 from latentkit.train.task import StepContext, VAETask
 from latentkit_plugins.gumbel_softmax import EPS, GumbelSoftmax
@@ -163,7 +163,8 @@ def test_the_task_sets_the_temperature_and_its_rows_diagnostics_combine_into_the
     torch.manual_seed(0)
     anneal = _anneal("linear")
     spec = ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian", {"units": 2}),
-                                   ChannelSpec("disc", "gumbel_softmax", {"sizes": [3, 4], "anneal": anneal})])
+                                   ChannelSpec("disc", "gumbel_softmax", {"sizes": [3, 4], "anneal": anneal})],
+                     Component("jointvae_conv"))
     model = build_model(spec)
     linear = {"name": "linear", "options": {"c_max": 5.0, "steps": 100}}
     objective = build_objective(Component("jointvae", {"terms": {

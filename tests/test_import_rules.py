@@ -85,3 +85,50 @@ def test_the_core_imports_only_itself_errors_torch_attrs_and_the_standard_librar
         elif top not in CORE_THIRD_PARTY and top not in sys.stdlib_module_names and top != "__future__":
             bad.append(name)
     assert not bad, f"core/{path.name} imports {bad}; the core may import {CORE_MAY_IMPORT}, torch, attrs, stdlib"
+
+
+#: Registry kinds whose names the framework never writes: recipes and saved specs name the model's plugins.
+PLUGIN_KINDS = ("families", "networks", "objectives", "schedules")
+#: Where plugin names are inherent: the importer of the original JointVAE code's checkpoints translates them INTO
+#: latentkit's jointvae plugins.
+NAMES_ALLOWED_UNDER = ("interop",)
+#: The same word naming something else: the FactorVAE disentanglement metric's own name, not the objective.
+OTHER_MEANINGS = {("metrics/factorvae.py", "factorvae")}
+
+
+def string_constants(path: Path) -> list[tuple[int, str]]:
+    """``(line, value)`` of every string literal in ``path`` except docstrings and bare string statements (prose);
+    f-string parts count as their own literals."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    prose = {id(node.value) for node in ast.walk(tree)
+             if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)}
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in prose]
+
+
+def _plugin_names() -> set[str]:
+    from latentkit.plugins import get_registry
+
+    registry = get_registry()
+    return {name for kind in PLUGIN_KINDS for name in registry.kinds[kind].names()}
+
+
+def test_string_constants_skip_docstrings_and_find_literals(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text('"""gaussian"""\ndef f():\n    """jointvae"""\n    return {"net": "jointvae_conv"}\n')
+    assert string_constants(source) == [(4, "net"), (4, "jointvae_conv")]
+
+
+def test_the_framework_names_no_plugin():
+    """Plugin names come from recipes and saved specs, never from latentkit/ itself (issue 19, item 7): a default such
+    as ``network="jointvae_conv"`` in a framework class would make every other model carry JointVAE's choices."""
+    names = _plugin_names()
+    assert {"gaussian", "gumbel_softmax", "jointvae_conv", "jointvae", "linear", "constant"} <= names
+    bad = []
+    for path in _modules(PACKAGE):
+        where = path.relative_to(PACKAGE)
+        if where.parts[0] in NAMES_ALLOWED_UNDER:
+            continue
+        bad += [f"{where}:{line}: {value!r}" for line, value in string_constants(path)
+                if value in names and (where.as_posix(), value) not in OTHER_MEANINGS]
+    assert not bad, "the framework names plugins (name them in a recipe or a plugin instead): " + "; ".join(bad)

@@ -18,12 +18,12 @@ from hypothesis import given, settings
 from torch.distributions import Categorical, Normal, kl_divergence
 
 from latentkit.assembly.build import build_latent
-from latentkit.assembly.specs import ModelSpec
+from latentkit.specs import ModelSpec
 from latentkit.core import JointLatent, LatentContext
 from latentkit.errors import ConfigError
 from latentkit.plugins import get_registry
 from latentkit.testing import FamilyConformance, assert_kl_agrees, check_family, joint_kl_monte_carlo
-from latentkit.testing.examples import PLUGIN, MixtureGaussian
+from latentkit.testing.examples import PLUGIN, ExampleCategorical, MixtureGaussian
 from latentkit.testing.strategies import generator, moderate_features, seeds
 from latentkit_plugins.gumbel_softmax import GumbelSoftmax
 
@@ -40,7 +40,7 @@ def registered(plugins):
 
 
 def _spec(*channels) -> ModelSpec:
-    return ModelSpec.from_dict({"image_shape": [1, 32, 32], "channels": list(channels)})
+    return ModelSpec.from_dict({"image_shape": [1, 32, 32], "channels": list(channels), "network": "jointvae_conv"})
 
 
 def _latent(registered, z_first: bool = True) -> JointLatent:
@@ -180,6 +180,18 @@ class TestMixtureGaussianConformance(FamilyConformance):
     runs inside a joint latent with them, and kl_zero_at_prior is skipped (see latentkit.testing.conformance)."""
 
     family_cls = MixtureGaussian
+
+
+class TestExampleCategoricalConformance(FamilyConformance):
+    """The parent MixtureGaussian's conformance cases are built with (defined beside it, so the framework names no
+    plugin) is itself a conforming family."""
+
+    family_cls = ExampleCategorical
+
+
+def test_the_conformance_parent_is_the_example_categorical():
+    (name, parent), = MixtureGaussian.conformance_parents({"units": 1, "components": 3, "parent": "c"}).items()
+    assert name == "c" and isinstance(parent, ExampleCategorical) and parent.unit_sizes() == (3,)
 
 
 def test_dependent_family_without_parents_is_skipped_with_a_reason():

@@ -18,11 +18,11 @@ import torch
 from latentkit import cli
 from latentkit.assembly.build import build_model, build_objective
 from latentkit.assembly.checkpoint import load_model
-from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
+from latentkit.specs import ChannelSpec, Component, ModelSpec
 from latentkit.data import ImageData, as_float_batch
 from latentkit.assembly.datasets import build_provider
 from latentkit.errors import ConfigError, DataError
-from latentkit.assembly.recipe import JointVAEConfig
+from latentkit_plugins.jointvae_recipe import JointVAEConfig
 from latentkit_plugins.mlp_networks import MLP
 from latentkit_plugins.procedural_signals import NUM_SIGNALS, WAVEFORMS, SignalsGroundTruth
 
@@ -65,7 +65,7 @@ def test_model_spec_takes_vectors_signals_and_images(shape):
 @pytest.mark.parametrize("shape", [(), (1, 2, 3, 4), (0, 16), ("a",)])
 def test_model_spec_refuses_other_shapes_and_says_what_a_shape_is(shape):
     with pytest.raises(ConfigError, match="the shape of one sample"):
-        ModelSpec(shape, _channels())
+        ModelSpec(shape, _channels(), Component("mlp"))
 
 
 def test_data_holds_uint8_or_float32_samples_of_any_rank():

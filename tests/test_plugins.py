@@ -23,7 +23,7 @@ from latentkit_plugins.gaussian import Gaussian
 
 import latentkit
 from latentkit.assembly.build import build_latent
-from latentkit.assembly.specs import ModelSpec
+from latentkit.specs import ModelSpec
 from latentkit.cli import main as cli_main
 from latentkit.errors import PluginError, UnknownNameError
 from latentkit.plugins import (
@@ -233,6 +233,7 @@ def test_third_party_plugin_adds_a_family_with_its_source(plugins):
         {
             "image_shape": [1, 32, 32],
             "channels": [{"name": "z", "family": "third_party_gaussian", "options": {"units": 3}}],
+            "network": "jointvae_conv",
         }
     )
     latent = build_latent(spec)
@@ -295,7 +296,8 @@ def test_unknown_name_lists_known_names_and_suggests_a_close_match(kind, name, s
 
 
 def test_unknown_family_in_a_spec_is_an_unknown_name_error():
-    spec = ModelSpec.from_dict({"image_shape": [1, 32, 32], "channels": [{"name": "c", "family": "gumbel_sofmax"}]})
+    spec = ModelSpec.from_dict({"image_shape": [1, 32, 32], "channels": [{"name": "c", "family": "gumbel_sofmax"}],
+                                "network": "jointvae_conv"})
     with pytest.raises(UnknownNameError, match="Did you mean 'gumbel_softmax'"):
         build_latent(spec)
 
@@ -455,7 +457,7 @@ def test_core_imports_no_concrete_plugin_at_run_time():
     """Importing the core modules in a fresh interpreter loads no module of latentkit_plugins or recipes."""
     code = (
         "import json, sys\n"
-        "import latentkit.core, latentkit.assembly.build, latentkit.assembly.specs, latentkit.assembly.checkpoint, latentkit.testing\n"
+        "import latentkit.core, latentkit.assembly.build, latentkit.specs, latentkit.assembly.checkpoint, latentkit.testing\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('latentkit_plugins', 'recipes'))))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)

@@ -24,7 +24,7 @@ from torch import nn
 from torch.distributions import Categorical, Normal, kl_divergence
 
 from latentkit.assembly.build import build_objective
-from latentkit.assembly.specs import Component
+from latentkit.specs import Component
 from latentkit.core import JointLatent, JointVAE, LatentContext, ModelOutput, SampleNoise
 from latentkit.errors import ConfigError
 from latentkit.plugins import get_registry

@@ -90,7 +90,8 @@ def test_betavae_is_recon_plus_beta_kl():
 
 
 def test_extra_channels_and_objective_fields():
-    from latentkit.assembly.recipe import JointVAEConfig, apply_overrides, config_from_dict, config_to_dict
+    from latentkit.assembly.recipe import apply_overrides, config_from_dict, config_to_dict
+    from latentkit_plugins.jointvae_recipe import JointVAEConfig
     from latentkit.errors import ConfigError
 
     cfg = JointVAEConfig(extra_channels=[{"name": "bits", "family": "relaxed_bernoulli", "options": {"units": 3},
@@ -152,8 +153,9 @@ class _ScratchPlugin:
 
 
 def _scratch_recipe(**changes):
-    from latentkit.assembly.recipe import TrainConfig, VAEConfig
-    from latentkit.assembly.specs import ChannelSpec, Component
+    from latentkit.assembly.recipe import VAEConfig
+    from latentkit.train import TrainConfig
+    from latentkit.specs import ChannelSpec, Component
 
     settings = {
         "dataset": Component("signals", {"n": 32, "length": 16}),
@@ -170,7 +172,7 @@ def test_plugins_written_from_scratch_train_through_a_recipe_with_only_their_own
     from latentkit.assembly.checkpoint import load_model
     from latentkit.assembly.recipe import VAEConfig, apply_overrides, config_from_dict, config_to_dict
     from latentkit.assembly.session import prepare_run
-    from latentkit.assembly.specs import Component
+    from latentkit.specs import Component
 
     plugins.register(_ScratchPlugin(), name="scratch")
     cfg = _scratch_recipe()
@@ -221,7 +223,7 @@ def test_context_values_reach_only_factories_that_declare_them():
 
 
 def test_jointvae_recipe_passes_hidden_only_when_set():
-    from latentkit.assembly.recipe import JointVAEConfig
+    from latentkit_plugins.jointvae_recipe import JointVAEConfig
 
     assert "hidden" not in JointVAEConfig().experiment().model.network.options  # the network's default (256)
     assert JointVAEConfig(hidden=64).experiment().model.network.options == {"hidden": 64}

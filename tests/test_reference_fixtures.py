@@ -10,7 +10,7 @@ import torch
 
 from latentkit.assembly.build import build_objective
 from latentkit.assembly.checkpoint import load_model
-from latentkit.assembly.specs import Component
+from latentkit.specs import Component
 from latentkit.interop.jointvae_original import import_original
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

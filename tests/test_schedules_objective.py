@@ -17,7 +17,7 @@ from torch import nn
 from torch.distributions import Categorical, Normal, kl_divergence
 
 from latentkit.assembly.build import build_objective
-from latentkit.assembly.specs import Component
+from latentkit.specs import Component
 from latentkit.core import JointLatent, JointVAE, ModelOutput
 from latentkit.errors import ConfigError, UnknownNameError
 from latentkit_plugins.gaussian import Gaussian

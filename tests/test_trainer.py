@@ -459,7 +459,7 @@ def test_vae_task_trains_a_non_statistics_objective_alone_and_refuses_it_across_
     """An objective that is not a function of batch means (here: a plain Objective) trains in one process; over
     several it cannot be evaluated on the global batch, so the task says so."""
     from latentkit.assembly.build import build_model
-    from latentkit.assembly.specs import ChannelSpec, ModelSpec
+    from latentkit.specs import ChannelSpec, Component, ModelSpec
     from latentkit.core import Objective
     from latentkit.train import VAETask
 
@@ -467,7 +467,8 @@ def test_vae_task_trains_a_non_statistics_objective_alone_and_refuses_it_across_
         def __call__(self, x, output, step):
             return {"loss": (output.reconstruction - x).pow(2).mean()}
 
-    model = build_model(ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian", {"units": 2})]))
+    spec = ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian", {"units": 2})], Component("jointvae_conv"))
+    model = build_model(spec)
     task = VAETask(model, MeanSquare())
     x = torch.rand(4, 1, 32, 32)
     assert task.training_step(x, 1, StepContext.single(0, 1, 4))["loss"].requires_grad

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from latentkit.assembly.build import build_model
-from latentkit.assembly.specs import ChannelSpec, ModelSpec
+from latentkit.specs import ChannelSpec, Component, ModelSpec
 from latentkit.errors import ConfigError, LatentkitError
 from latentkit.viz import UnitRef, base_latent, neutral_latent, parse_unit, traversal_latents, traverse, traverse_pair
 
@@ -30,7 +30,7 @@ def bernoulli_model():
     """Gaussian cont.0..1 (columns 0, 1) beside three relaxed Bernoulli units bern.0..2 (columns 2, 3, 4)."""
     torch.manual_seed(0)
     spec = ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian", {"units": 2}),
-                                   ChannelSpec("bern", "relaxed_bernoulli", {"units": 3})])
+                                   ChannelSpec("bern", "relaxed_bernoulli", {"units": 3})], Component("jointvae_conv"))
     return build_model(spec).eval()
 
 
@@ -65,7 +65,8 @@ def test_beta_units_are_held_at_their_prior_mean_inside_the_support():
     """A Beta(2, 5) prior: the units not moved are held at its mean 2/7, not at the edge 0 of (0, 1)."""
     torch.manual_seed(0)
     spec = ModelSpec((1, 32, 32), [ChannelSpec("cont", "gaussian", {"units": 1}),
-                                   ChannelSpec("beta", "beta", {"units": 3, "prior_a": 2.0, "prior_b": 5.0})])
+                                   ChannelSpec("beta", "beta", {"units": 3, "prior_a": 2.0, "prior_b": 5.0})],
+                     Component("jointvae_conv"))
     latent = build_model(spec).eval().latent
     z = traversal_latents(latent, "beta.2", n=5)
     assert torch.equal(z[:, 3], latent.channels["beta"].traversal_values(2, 5)[:, 0])

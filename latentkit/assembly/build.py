@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from latentkit.assembly.specs import Component, ModelSpec
+from latentkit.specs import Component, ModelSpec
 from latentkit.core import JointLatent, JointVAE, Objective
 from latentkit.plugins import Registry, get_registry
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from latentkit.assembly.specs import Component
+from latentkit.specs import Component
 from latentkit.data.provider import DatasetProvider, ImageData
 from latentkit.errors import ConfigError
 from latentkit.plugins import Registry, get_registry

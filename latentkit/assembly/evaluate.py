@@ -30,7 +30,7 @@ import latentkit
 from latentkit._atomic import write_json
 from latentkit.assembly.checkpoint import load_model, resolve_checkpoint
 from latentkit.assembly.datasets import as_component, build_provider
-from latentkit.assembly.specs import Component
+from latentkit.specs import Component
 from latentkit.data.provider import DatasetProvider
 from latentkit.devices import resolve_device
 from latentkit.errors import CheckpointError, ConfigError, LatentkitError

@@ -1,13 +1,13 @@
-"""Experiments and recipes.
+"""Recipes: loading them, ``--set`` overrides, and the generic :class:`VAEConfig`.
 
-An :class:`Experiment` is everything a run needs, as plain data: the model spec, the objective, the data set and the
-training settings. A *recipe* is a short Python file defining ``config()``, which returns an attrs config object with
-an ``experiment()`` method; ``latentkit train RECIPE --set key=value`` edits that config object before the experiment is
-built, and the config is saved as JSON in the run directory.
+An :class:`~latentkit.specs.Experiment` is everything a run needs, as plain data: the model spec, the objective, the
+data set and the training settings. A *recipe* is a short Python file defining ``config()``, which returns an attrs
+config object with an ``experiment()`` method; ``latentkit train RECIPE --set key=value`` edits that config object
+before the experiment is built, and the config is saved as JSON in the run directory (with its class's import path,
+:func:`config_class_path`, so it can be rebuilt with :func:`config_from_dict`).
 
-:class:`JointVAEConfig` is the flat, readable config every JointVAE recipe (and the β-VAE baselines, which are the
-same objective with other capacities) is written with. It names plugins by registry name only, so the core imports no
-plugin.
+This module names no plugin. :class:`VAEConfig` names every part by the recipe's choice; configs written for one model
+live beside its plugins (JointVAE's flat ``JointVAEConfig`` is :mod:`latentkit_plugins.jointvae_recipe`).
 """
 
 from __future__ import annotations
@@ -23,176 +23,9 @@ from typing import Any
 
 import attrs
 
-from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
 from latentkit.errors import ConfigError
+from latentkit.specs import ChannelSpec, Component, Experiment, ModelSpec
 from latentkit.train.config import TrainConfig  # the trainer owns its settings; recipes compose them
-from latentkit.validation import non_negative_float, optional, positive_float, positive_int
-
-
-@attrs.frozen
-class Experiment:
-    """Everything a run needs, as plain data."""
-
-    model: ModelSpec
-    objective: Component
-    dataset: Component
-    train: TrainConfig
-
-    def to_dict(self) -> dict:
-        return {
-            "model": self.model.to_dict(),
-            "objective": attrs.asdict(self.objective),
-            "dataset": attrs.asdict(self.dataset),
-            "train": attrs.asdict(self.train),
-        }
-
-
-@attrs.define
-class Capacity:
-    """A linear capacity ramp ``c_min → c_max`` over ``steps`` (a constant when ``c_min == c_max``)."""
-
-    c_min: float = attrs.field(default=0.0, validator=non_negative_float.such_as("0.0"))
-    c_max: float = attrs.field(default=5.0, validator=non_negative_float.such_as("5.0"))
-    steps: int = attrs.field(default=25_000, validator=positive_int.such_as("25000"))
-
-    def component(self) -> dict:
-        if self.c_min == self.c_max:
-            return {"name": "constant", "options": {"value": float(self.c_min)}}
-        return {"name": "linear", "options": {"c_min": float(self.c_min), "c_max": float(self.c_max), "steps": self.steps}}
-
-
-@attrs.define
-class ExtraChannel:
-    """A latent channel beyond JointVAEConfig's ``cont`` and ``disc``: any registered family, its options, γ and
-    capacity (e.g. ``ExtraChannel("bits", "relaxed_bernoulli", {"units": 4}, gamma=30.0, capacity=Capacity(0, 2.0))``).
-    """
-
-    name: str
-    family: str
-    options: dict = attrs.field(factory=dict)
-    gamma: float = attrs.field(default=30.0, validator=non_negative_float.such_as("30.0"))
-    capacity: Capacity = attrs.field(factory=Capacity)
-
-
-def _extra_channels(value: Any) -> list[ExtraChannel]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ConfigError(f"extra_channels must be a list of ExtraChannel (or dicts with name, family, ...), got {value!r}")
-    out = []
-    for item in value:
-        if isinstance(item, ExtraChannel):
-            out.append(item)
-        elif isinstance(item, dict) and {"name", "family"} <= set(item):
-            item = dict(item)
-            cap = item.pop("capacity", None)
-            if isinstance(cap, dict):
-                cap = Capacity(**cap)
-            try:
-                out.append(ExtraChannel(**item, **({"capacity": cap} if cap is not None else {})))
-            except TypeError as exc:
-                raise ConfigError(f"extra channel {item.get('name')!r}: {exc}") from None
-        else:
-            raise ConfigError(f"an extra channel needs at least a name and a family, got {item!r}")
-    return out
-
-
-def _sizes(value: Any) -> list[int]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ConfigError(f"disc_sizes must be a list of category counts such as [10], got {value!r}")
-    return list(value)
-
-
-@attrs.define
-class JointVAEConfig:
-    """A JointVAE experiment: one Gaussian channel ``cont`` and one Gumbel-Softmax channel ``disc``.
-
-    Set ``cont_units=0`` or ``disc_sizes=[]`` to drop a channel (a β-VAE is ``disc_sizes=[]`` with a constant zero
-    capacity and ``cont_gamma=β``).
-    """
-
-    dataset: str = "mnist"
-    dataset_options: dict = attrs.field(factory=dict)
-    image_shape: tuple[int, int, int] = (1, 32, 32)
-    cont_units: int = 10
-    disc_sizes: list[int] = attrs.field(factory=lambda: [10], converter=_sizes)
-    temperature: float = attrs.field(default=0.67, validator=positive_float.such_as("0.67"))
-    #: the family of channel ``cont`` (``gaussian``; ``gaussian_mixture`` for a prior that depends on ``disc``) and its
-    #: options beyond ``units`` (e.g. ``{"components": 10}``)
-    cont_family: str = "gaussian"
-    cont_options: dict = attrs.field(factory=dict)
-    #: options of channel ``disc`` beyond ``sizes`` and ``temperature`` (e.g. an annealed temperature)
-    disc_options: dict = attrs.field(factory=dict)
-    cont_capacity: Capacity = attrs.field(factory=Capacity)
-    disc_capacity: Capacity = attrs.field(factory=Capacity)
-    cont_gamma: float = attrs.field(default=30.0, validator=non_negative_float.such_as("30.0"))
-    disc_gamma: float = attrs.field(default=30.0, validator=non_negative_float.such_as("30.0"))
-    network: str = "jointvae_conv"
-    #: the width of the network's hidden layers, for networks with a ``hidden`` option; None: the network's own
-    #: default (256 for ``jointvae_conv`` and ``mlp``, the original's), and nothing passed to a network without one
-    hidden: int | None = attrs.field(default=None, validator=optional(positive_int.such_as("256"), "the network's default"))
-    #: further options of the network plugin (``mlp``: ``{"layers": 3, "output": "identity"}``)
-    network_options: dict = attrs.field(factory=dict)
-    loss_scale: str = "pixels"
-    channel_mean_compat: bool = False
-    #: the reconstruction term: "bernoulli" (data in [0, 1], images) or "gaussian" (real values; docs/non-image.md)
-    likelihood: str = "bernoulli"
-    #: σ of the Gaussian likelihood (ignored by "bernoulli")
-    sigma: float = attrs.field(default=0.1, validator=positive_float.such_as("0.1"))
-    #: more channels after ``cont`` and ``disc``, of any registered family, each with its own γ and capacity
-    extra_channels: list[ExtraChannel] = attrs.field(factory=list, converter=_extra_channels)
-    #: the objective plugin: ``jointvae``, or one that adds a term to it (``tcvae``, ``factorvae``)
-    objective: str = "jointvae"
-    #: options of that objective beyond the per-channel terms (e.g. ``{"tc_weight": 10.0}``)
-    objective_options: dict = attrs.field(factory=dict)
-    train: TrainConfig = attrs.field(factory=TrainConfig)
-
-    def experiment(self) -> Experiment:
-        channels, terms = [], {}
-        if self.cont_units:
-            channels.append(ChannelSpec("cont", self.cont_family, {**self.cont_options, "units": self.cont_units}))
-            terms["cont"] = {"gamma": float(self.cont_gamma), "capacity": self.cont_capacity.component()}
-        if self.disc_sizes:
-            channels.append(
-                ChannelSpec(
-                    "disc",
-                    "gumbel_softmax",
-                    {**self.disc_options, "sizes": list(self.disc_sizes), "temperature": self.temperature},
-                )
-            )
-            terms["disc"] = {"gamma": float(self.disc_gamma), "capacity": self.disc_capacity.component()}
-        for extra in self.extra_channels:
-            if extra.name in terms:
-                raise ConfigError(f"extra channel {extra.name!r} clashes with a channel of the same name; rename it")
-            channels.append(ChannelSpec(extra.name, extra.family, dict(extra.options)))
-            terms[extra.name] = {"gamma": float(extra.gamma), "capacity": extra.capacity.component()}
-        if not channels:
-            raise ConfigError("the recipe has no latent channel: set cont_units > 0 or a non-empty disc_sizes")
-        reserved = {"terms", "scale", "channel_mean_compat", "likelihood", "sigma"} & set(self.objective_options)
-        if reserved:
-            raise ConfigError(
-                f"objective_options may not set {sorted(reserved)}: they come from the recipe's own fields "
-                f"(the per-channel gammas and capacities, loss_scale, channel_mean_compat, likelihood, sigma)"
-            )
-        return Experiment(
-            model=ModelSpec(self.image_shape, channels, Component(self.network, self._network_options())),
-            objective=Component(
-                self.objective,
-                {
-                    "terms": terms,
-                    "scale": self.loss_scale,
-                    "channel_mean_compat": self.channel_mean_compat,
-                    "likelihood": self.likelihood,
-                    "sigma": float(self.sigma),
-                    **self.objective_options,
-                },
-            ),
-            dataset=Component(self.dataset, dict(self.dataset_options)),
-            train=self.train,
-        )
-
-
-    def _network_options(self) -> dict:
-        hidden = {} if self.hidden is None else {"hidden": self.hidden}
-        return {**hidden, **self.network_options}
 
 
 def _component(what: str) -> Any:
@@ -355,6 +188,14 @@ def _set_path(obj: Any, path: list[str], value: Any) -> Any:
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"--set {'.'.join(path)}: {exc}") from None
+
+
+def config_class_path(cfg: Any) -> str:
+    """The import path of ``cfg``'s class (``latentkit_plugins.jointvae_recipe.JointVAEConfig``), which new runs record
+    as ``recipe_class`` beside ``recipe_config``: what to import to rebuild that JSON with :func:`config_from_dict`.
+    Runs saved before it was recorded used ``latentkit.recipe.JointVAEConfig`` or
+    ``latentkit.assembly.recipe.JointVAEConfig``, both now ``latentkit_plugins.jointvae_recipe.JointVAEConfig``."""
+    return f"{type(cfg).__module__}.{type(cfg).__qualname__}"
 
 
 def config_to_dict(cfg: Any) -> dict:

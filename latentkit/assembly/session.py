@@ -15,11 +15,11 @@ from latentkit._atomic import write_json
 from latentkit.assembly.build import build_model, build_objective
 from latentkit.assembly.checkpoint import checkpoint_config
 from latentkit.assembly.datasets import load_dataset
-from latentkit.assembly.recipe import Experiment, TrainConfig
-from latentkit.assembly.specs import Component, ModelSpec
 from latentkit.data.provider import ImageData
 from latentkit.errors import ConfigError, LatentkitError
 from latentkit.plugins import Registry, get_plugin_manager, get_registry
+from latentkit.specs import Component, Experiment, ModelSpec
+from latentkit.train.config import TrainConfig
 from latentkit.train.distributed import Processes, initialise
 from latentkit.train.task import VAETask
 from latentkit.train.trainer import Trainer
@@ -74,19 +74,24 @@ def prepare_run(
     *,
     recipe: str | None = None,
     recipe_config: dict | None = None,
+    recipe_class: str | None = None,
     out: str | None = None,
     data_root: str | None = None,
     resume: str | None = None,
     quiet: bool = False,
 ) -> Trainer:
-    """Build model, objective, data and trainer for a new run or a resumed one."""
+    """Build model, objective, data and trainer for a new run or a resumed one.
+
+    A new run's ``config.json`` records ``recipe`` (the file), ``recipe_config`` (the config as JSON) and
+    ``recipe_class`` (its class's import path, see :func:`latentkit.assembly.recipe.config_class_path`)."""
     registry = get_registry()
     processes = initialise(experiment.train.device)  # a single process unless launched by torchrun
     if resume:
         run_dir, run_config = Path(resume), read_run_config(Path(resume))
         data_root = data_root or run_config.get("data_root")  # a resumed run reads the data it started with
     else:
-        run_dir, run_config = _name_run_dir(processes, out, recipe), _new_run_config(recipe, recipe_config, registry)
+        run_dir = _name_run_dir(processes, out, recipe)
+        run_config = _new_run_config(recipe, recipe_config, recipe_class, registry)
     torch.manual_seed(experiment.train.seed)
     model = build_model(experiment.model, registry).to(processes.device(experiment.train.device))
     data = _load_data(experiment, data_root)
@@ -110,13 +115,16 @@ def _name_run_dir(processes: Processes, out: str | None, recipe: str | None) -> 
     return Path(processes.broadcast(None if run_dir is None else str(run_dir)))
 
 
-def _new_run_config(recipe: str | None, recipe_config: dict | None, registry: Registry) -> dict:
+def _new_run_config(
+    recipe: str | None, recipe_config: dict | None, recipe_class: str | None, registry: Registry
+) -> dict:
     return {
         "format": RUN_FORMAT,
         "latentkit_version": latentkit.__version__,
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
         "recipe": recipe,
         "recipe_config": recipe_config,
+        "recipe_class": recipe_class,
         "versions": registry.versions(),
     }
 

@@ -6,7 +6,7 @@ import argparse
 
 import attrs
 
-from latentkit.assembly.recipe import apply_overrides, config_to_dict, load_recipe
+from latentkit.assembly.recipe import apply_overrides, config_class_path, config_to_dict, load_recipe
 
 
 def add_train_parser(sub) -> None:
@@ -47,8 +47,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             cfg = attrs.evolve(cfg, train=attrs.evolve(cfg.train, **train_changes))
         experiment = cfg.experiment()
         trainer = prepare_run(
-            experiment, recipe=args.recipe, recipe_config=config_to_dict(cfg), out=args.out,
-            data_root=args.data_root, quiet=args.quiet,
+            experiment, recipe=args.recipe, recipe_config=config_to_dict(cfg), recipe_class=config_class_path(cfg),
+            out=args.out, data_root=args.data_root, quiet=args.quiet,
         )
         if trainer.is_main:
             print(f"run directory: {trainer.run.directory}")

@@ -6,6 +6,10 @@ in that order, into the encoder's single output layer, which is the order the jo
 (continuous channel: means then log-variances; discrete channel: each variable's logits).
 
 ``model.pt`` is read with ``torch.load(weights_only=True)``: no code from the file is executed.
+
+This is the one framework module that names plugins (``gaussian``, ``gumbel_softmax``, ``jointvae_conv``, ``jointvae``,
+``linear``): it translates the original code's checkpoints *into* those plugins, so the names are what it means, not a
+default imposed on other models (tests/test_import_rules.py allows them here and nowhere else under ``latentkit/``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import torch
 
 from latentkit.assembly.build import build_model
 from latentkit.assembly.checkpoint import checkpoint_config, load_weights, save_model_checkpoint
-from latentkit.assembly.specs import ChannelSpec, Component, ModelSpec
+from latentkit.specs import ChannelSpec, Component, ModelSpec
 from latentkit.errors import CheckpointError
 
 #: Image shape of each data set the original code trains on.

@@ -6,8 +6,9 @@ change to the core, and it gives plugin authors a template (and the conformance 
 
 ``MixtureGaussian(units, components, parent="disc")`` has posterior ``q(z) = N(mean, exp(logvar))`` and prior
 ``p(z | c) = N(mu_c, I)`` where ``c`` is the one-hot value of the categorical channel ``parent`` (a single variable with
-``components`` categories, e.g. ``GumbelSoftmax([components])``) and ``mu`` is a learnable ``(components, units)``
-parameter. Its ``kl`` is the expected conditional KL ``E_{q(c)}[KL(q(z) ‖ p(z | c))]`` per unit, so that the joint
+``components`` categories: :class:`ExampleCategorical`, or the built-in ``gumbel_softmax`` with ``sizes=[components]``)
+and ``mu`` is a learnable ``(components, units)`` parameter. Its ``kl`` is the expected conditional KL
+``E_{q(c)}[KL(q(z) ‖ p(z | c))]`` per unit, so that the joint
 latent's sum over channels, ``KL(q(c) ‖ p(c)) + E_{q(c)}[KL(q(z) ‖ p(z | c))]``, is exactly ``KL(q(z, c) ‖ p(z, c))``
 for the mean-field posterior ``q(z) q(c)``.
 
@@ -16,7 +17,8 @@ Its posterior comes from the core's :class:`~latentkit.core.DiagonalGaussianPost
 built-in ``gaussian_mixture`` is the complete version of this example (learnable variances, responsibilities). This one
 is not registered by any entry point: tests add :data:`PLUGIN` to a plugin host in code, as a third-party package would
 through its entry point — ``PluginHost(plugins={"mixture_gaussian_example": PLUGIN})`` for a host of their own, or
-:func:`latentkit.plugins.register_plugin` for the process's.
+:func:`latentkit.plugins.register_plugin` for the process's. The conformance suite checks it beside
+:class:`ExampleCategorical`, a minimal categorical family defined here too, so the framework names no plugin.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numbers
 import torch
 from torch import Tensor, nn
 
-from latentkit.core import DiagonalGaussianPosterior, LatentContext, LatentFamily, Params
+from latentkit.core import DiagonalGaussianPosterior, LatentContext, LatentFamily, Params, SampleNoise
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
 
@@ -116,17 +118,110 @@ class MixtureGaussian(DiagonalGaussianPosterior, LatentFamily):
 
     @classmethod
     def conformance_parents(cls, config: dict) -> dict[str, LatentFamily]:
-        """The channels the conformance suite builds around this family (see :mod:`latentkit.testing.conformance`).
-
-        A categorical family is looked up in the registry by name, so this module imports no concrete plugin.
-        """
-        from latentkit.plugins import get_registry
-
-        categorical = get_registry().families.get("gumbel_softmax")
-        return {config.get("parent", "disc"): categorical(sizes=[config["components"]])}
+        """The channels the conformance suite builds around this family (see :mod:`latentkit.testing.conformance`):
+        an :class:`ExampleCategorical` of ``components`` categories under the configured parent name. Defined in this
+        module, not looked up by a plugin's name: the framework names no plugin."""
+        return {config.get("parent", "disc"): ExampleCategorical(config["components"])}
 
     def extra_repr(self) -> str:
         return f"parent={self.parent!r}, components={self.components}, " + super().extra_repr()
+
+
+class ExampleCategorical(LatentFamily):
+    """One categorical variable of ``categories`` categories, relaxed with Gumbel-Softmax at ``temperature`` in
+    training, with a uniform prior: the smallest parent :class:`MixtureGaussian` can read (its ``alpha`` and one-hot
+    samples). The built-in ``gumbel_softmax`` family is the complete version (several variables, annealing,
+    straight-through samples, the relaxed densities)."""
+
+    family_name = "example_categorical"
+    is_discrete = True
+
+    def __init__(self, categories: int, temperature: float = 0.67):
+        super().__init__()
+        if isinstance(categories, bool) or not isinstance(categories, numbers.Integral) or categories < 2:
+            raise ConfigError(f"example_categorical needs categories >= 2 (a whole number), got {categories!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature > 0:
+            raise ConfigError(f"example_categorical temperature must be positive (e.g. 0.67), got {temperature!r}")
+        self.k, self.temperature = int(categories), float(temperature)
+
+    @property
+    def param_size(self) -> int:
+        return self.k
+
+    @property
+    def sample_size(self) -> int:
+        return self.k
+
+    @property
+    def unit_count(self) -> int:
+        return 1
+
+    def unit_slice(self, unit: int) -> slice:
+        return slice(0, self.k)
+
+    def unit_sizes(self) -> tuple[int, ...]:
+        return (self.k,)
+
+    def params_from_features(self, features: Tensor) -> Params:
+        return {"alpha": torch.softmax(features, dim=-1)}
+
+    def rsample(self, params: Params, noise: SampleNoise) -> Tensor:
+        alpha = params["alpha"]
+        gumbel = noise.gumbel(self.k, dtype=alpha.dtype, device=alpha.device)
+        return torch.softmax((torch.log(alpha + 1e-12) + gumbel) / self.temperature, dim=-1)
+
+    def _one_hot(self, index: Tensor, dtype: torch.dtype) -> Tensor:
+        return torch.nn.functional.one_hot(index, self.k).to(dtype)
+
+    def representative(self, params: Params) -> Tensor:
+        return self._one_hot(params["alpha"].argmax(-1), params["alpha"].dtype)
+
+    def categories(self, params: Params) -> Tensor:
+        return params["alpha"].argmax(-1, keepdim=True)
+
+    def kl(self, params: Params, context: LatentContext) -> Tensor:
+        alpha = params["alpha"]
+        log_k = math.log(self.k)
+        kl = log_k + (alpha * torch.log(alpha + 1e-12)).sum(-1, keepdim=True)
+        return kl.clamp(0.0, log_k)  # rounding strays by ~1e-7 at the uniform posterior
+
+    def capacity_bound(self) -> float:
+        return math.log(self.k)
+
+    def prior_sample(self, n: int, context: LatentContext, generator: torch.Generator | None = None) -> Tensor:
+        return self._one_hot(torch.randint(self.k, (n,), generator=generator), torch.get_default_dtype())
+
+    def traversal_values(self, unit: int, n: int) -> Tensor:
+        return torch.eye(self.k)
+
+    def sample_posterior(self, params: Params, generator: torch.Generator | None = None) -> Tensor:
+        alpha = params["alpha"]
+        index = torch.multinomial(alpha.detach().double().cpu(), 1, generator=generator)[:, 0].to(alpha.device)
+        return self._one_hot(index, alpha.dtype)
+
+    def log_posterior(self, params: Params, value: Tensor) -> Tensor:
+        log_alpha = torch.log(params["alpha"])
+        return torch.where(value > 0, log_alpha, torch.zeros_like(log_alpha)).sum(-1, keepdim=True)  # no 0 · (-inf)
+
+    def log_prior(self, value: Tensor, context: LatentContext) -> Tensor:
+        return value.new_full((value.shape[0], 1), -math.log(self.k))
+
+    def _concrete(self, log_alpha: Tensor, sample: Tensor) -> Tensor:
+        """The Concrete density (Maddison et al. 2017) of a relaxed sample on the simplex, ``(B, 1)``."""
+        lam, log_y = self.temperature, torch.log(sample.clamp_min(torch.finfo(sample.dtype).tiny))
+        log_norm = math.lgamma(self.k) + (self.k - 1) * math.log(lam)
+        density = (log_alpha - (lam + 1) * log_y).sum(-1) - self.k * torch.logsumexp(log_alpha - lam * log_y, dim=-1)
+        return (log_norm + density).unsqueeze(-1)
+
+    def log_density(self, params: Params, sample: Tensor) -> Tensor:
+        return self._concrete(torch.log(params["alpha"] + 1e-12), sample)
+
+    def log_prior_density(self, sample: Tensor, context: LatentContext) -> Tensor:
+        return self._concrete(sample.new_full((self.k,), -math.log(self.k)).expand_as(sample), sample)
+
+    @classmethod
+    def example_configs(cls) -> list[dict]:
+        return [{"categories": 2}, {"categories": 5, "temperature": 1.0}]
 
 
 class _MixturePlugin:
