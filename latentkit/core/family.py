@@ -75,6 +75,16 @@ class LatentFamily(nn.Module, abc.ABC):
     A family with ``depends_on`` must read only ``context.params`` in :meth:`kl` (during training the context's samples
     are relaxed, not exact); the conformance suite builds it beside the channels named by its optional classmethod
     ``conformance_parents(config) -> {name: LatentFamily}``.
+
+    The constructor's keyword arguments are the family's options (validate them with :mod:`latentkit.validation`;
+    bad values raise :class:`~latentkit.errors.ConfigError`); override :meth:`example_configs` when it needs any.
+    docs/plugins.md states the whole contract with a complete example.
+
+    Attributes:
+        family_name: the name the family is registered under (set by subclasses).
+        has_rsample: True when :meth:`rsample` is reparametrised (gradients reach the parameters).
+        is_discrete: True when units take values in a finite set and :meth:`categories` is defined.
+        depends_on: the channels whose parameters or samples this family's prior reads (default none).
     """
 
     #: Name under which the family is registered; set by subclasses.

@@ -22,7 +22,18 @@ from latentkit.errors import ConfigError
 
 
 class JointLatent(nn.Module):
-    """Channels by name, in order; splits encoder features and concatenates samples."""
+    """The latent code of a model: named channels (configured :class:`LatentFamily` instances), in order.
+
+    It splits the encoder's flat features among the channels (each takes its ``param_size``), draws each channel's
+    sample from its own noise stream (:meth:`sample`), concatenates the samples in channel order for the decoder
+    (:meth:`concat`), and gives every channel's per-unit KL (:meth:`kl`: the joint KL is their sum) and prior draws in
+    dependency order (:meth:`prior_sample`). Why one object: the order of channels is the layout of the latent vector
+    (JointVAE's ``cont`` then ``disc``, as the original's checkpoints expect), and channels whose prior depends on
+    another (``depends_on``) need the others' parameters, which only the whole latent holds.
+
+    Attributes:
+        names: the channel names, in order; ``param_size`` and ``sample_size`` are the sums over channels.
+    """
 
     def __init__(self, channels: Mapping[str, LatentFamily]):
         super().__init__()

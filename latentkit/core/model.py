@@ -24,7 +24,20 @@ class ModelOutput:
 
 
 class JointVAE(nn.Module):
-    """Encoder, joint latent and decoder. Samples in training mode, uses representatives in eval mode."""
+    """Encoder, joint latent and decoder: the variational autoencoder every JointVAE-style recipe builds.
+
+    ``forward(x, noise=None)`` returns a :class:`ModelOutput`: in training mode each channel samples with the
+    per-row :class:`~latentkit.core.SampleNoise` given (the trainer keys it by seed, step and global row), in eval
+    mode each channel's representative is decoded and no noise is drawn. The networks come from a
+    :class:`~latentkit.core.NetworkFamily` plugin and the channels from latent-family plugins; the model itself names
+    none of them.
+
+    Attributes:
+        encoder: ``(B, *image_shape)`` to ``(B, latent.param_size)`` features.
+        latent: the :class:`~latentkit.core.JointLatent`.
+        decoder: ``(B, latent.sample_size)`` to ``(B, *image_shape)``.
+        image_shape: the shape of one sample.
+    """
 
     def __init__(self, encoder: nn.Module, latent: JointLatent, decoder: nn.Module, image_shape: tuple[int, int, int]):
         super().__init__()

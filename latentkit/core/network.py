@@ -20,6 +20,18 @@ ImageShape = tuple[int, ...]
 
 
 class NetworkFamily(abc.ABC):
+    """A network plugin: built with its options, it builds an encoder and a decoder for the shape of one sample.
+
+    Why a builder and not a module: the same network plugin serves any joint latent and any data shape, and only the
+    assembly knows both — it calls :meth:`encoder` with the joint latent's ``param_size`` and :meth:`decoder` with its
+    ``sample_size``. The options are the constructor's keyword arguments and only those (checked with
+    :mod:`latentkit.validation`; an option it does not declare is refused before it is called); a shape the network
+    cannot take is a :class:`~latentkit.errors.ConfigError` raised when the network is built.
+
+    Attributes:
+        network_name: the name it is registered under (set by subclasses).
+    """
+
     network_name = ""
 
     @abc.abstractmethod

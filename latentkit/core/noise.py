@@ -69,6 +69,14 @@ class SampleNoise:
 
     Build it with :meth:`for_rows` (the trainer does: run seed, step, and the global index of each row of this
     process's share of the batch) or :meth:`fresh` (outside training: keys from torch's global RNG or a generator).
+    Draw with :meth:`normal`, :meth:`uniform`, :meth:`gumbel` or :meth:`bits` (``draw=t`` for attempt ``t`` of a
+    rejection sampler); :meth:`select` keeps some rows' keys, :meth:`stream` derives an independent stream.
+
+    Why: a latent family's ``rsample`` must follow the row rule — a row's draw depends only on that row's parameters
+    and key — so that a batch split across processes, or resumed, draws what one pass over it draws (module docstring).
+
+    Attributes:
+        keys: ``(B,)`` int64, one 32-bit key per row.
     """
 
     def __init__(self, keys: Tensor):

@@ -34,6 +34,13 @@ class Objective(abc.ABC):
     of the model's loss and the state's own loss, each part reaching only its own parameters (evaluate the state on
     detached inputs for its loss, and with detached parameters inside the model's loss), so one backward pass and one
     optimiser step train both.
+
+    **Built by a factory.** A plugin registers a factory (a function or a class) that receives the objective's own
+    options and, of ``latent``, ``image_shape``, ``registry`` and ``dataset_size``, only those its signature names; an
+    objective built on another gets it from ``registry.build_objective`` / ``registry.extend_objective``.
+
+    Attributes:
+        objective_name: the name it is registered under (set by subclasses).
     """
 
     objective_name = ""
@@ -59,7 +66,13 @@ class Objective(abc.ABC):
 
 
 class StatisticsObjective(Objective):
-    """An objective that is a function of batch means; ``__call__`` is ``from_statistics(statistics(...))``."""
+    """An objective that is a function of batch means; ``__call__`` is ``from_statistics(statistics(...))``.
+
+    Why: over several processes each process computes its rows' :meth:`statistics`, the training task combines them
+    into the whole batch's (:meth:`latentkit.train.StepContext.global_mean`) and :meth:`from_statistics` applies the
+    non-linearity once, to the whole batch — the gradient of one pass over it. The contract: a batch's statistics are
+    the size-weighted mean of its parts'. A plain :class:`Objective` trains in one process only.
+    """
 
     @abc.abstractmethod
     def statistics(self, x: Tensor, output: ModelOutput) -> dict[str, Tensor]:

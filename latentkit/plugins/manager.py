@@ -71,6 +71,11 @@ class PluginHost:
     Everything is loaded lazily, on the first access to :attr:`registry`, :attr:`hook`, :attr:`plugin_manager` or
     :attr:`failures`, and again after the set of plugins changed (:meth:`register`, :meth:`block`, ...).
     ``entry_points=False`` gives a host of in-code plugins alone (tests).
+
+    Why an object, not module state: a command with ``-p no:NAME``, a test with plugins of its own and the process's
+    default need different sets of plugins in one process; :func:`use_host` makes one the default for a block.
+    A plugin that cannot be imported, is malformed or whose registration hook raises is left out whole and recorded in
+    :attr:`failures` (a :class:`PluginFailure` each), so one broken plugin never stops the others.
     """
 
     def __init__(

@@ -105,7 +105,18 @@ class KindRegistry(Generic[T]):
 
 
 class Registry:
-    """All registries, as filled by the plugins' hooks."""
+    """Every kind's registry (``families``, ``networks``, ``schedules``, ``objectives``, ``datasets``, ``metrics``),
+    as the plugins' ``latentkit_register_*`` hooks filled them.
+
+    Each is a :class:`KindRegistry`: ``get(name)`` the registered class or function, ``build(name, options,
+    **context)`` it built with its own options and the context values it names, ``names()``, and ``entry(name).source``
+    the plugin and distribution that registered it. :meth:`build_objective` and :meth:`extend_objective` are how an
+    objective is built, by the assembly or by another objective plugin (a plugin never imports another plugin).
+    Obtain the process's with :func:`latentkit.plugins.get_registry`, or a host's as ``PluginHost(...).registry``.
+
+    Attributes:
+        kinds: ``{kind: KindRegistry}`` for the six kinds.
+    """
 
     def __init__(self) -> None:
         self.kinds: dict[str, KindRegistry[Any]] = {kind: KindRegistry(kind) for kind in KINDS}

@@ -47,7 +47,16 @@ class StepContext:
 
     ``noise`` is keyed by (run seed, step, the global index of each of this process's rows in the step's batch), so a
     row draws the same values whichever process holds it, and a resumed run draws what an uninterrupted one would. It
-    is computed when a step first reads it: a task that draws no noise pays nothing for it.
+    is computed when a step first reads it: a task that draws no noise pays nothing for it. :meth:`global_mean` turns
+    this process's batch means into the whole batch's (the identity in one process).
+
+    Attributes:
+        rows: the global indices of this process's rows within the step's batch.
+        batch_size: the rows of the step's whole (global) batch.
+        seed: the run's seed.
+        step: the global step (1-based).
+        rank: this process's rank; ``world_size`` the number of processes.
+        device: where ``noise`` keeps its keys (the training device).
     """
 
     rows: range  #: the global indices of this process's rows within the step's batch
@@ -95,6 +104,14 @@ class TrainingTask(Protocol):
     In a run over several processes each process's ``training_step`` sees its rows of the batch; the trainer sums the
     processes' gradients, so the ``"loss"`` of each must be its share of the whole batch's loss — as it is when the loss
     depends on the batch only through :meth:`StepContext.global_mean`.
+
+    Why a protocol: the trainer knows no model; it optimises ``module`` and the groups of
+    :meth:`extra_parameter_groups`, checkpoints ``module`` and :meth:`extra_modules`, and calls nothing else.
+    :class:`BaseTask` gives the defaults (no extra parameters or modules); docs/trainer.md has two complete tasks.
+
+    Attributes:
+        module: the model being trained: its parameters are the optimiser's first group; checkpoints save it as
+            ``model.safetensors``.
     """
 
     #: the model being trained: its parameters are the optimiser's first group; checkpoints save it as model.safetensors
