@@ -39,37 +39,52 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 
 @hookspec
 def latentkit_register_families(registry):
-    """Add latent families: ``registry.add(name, LatentFamily subclass)``."""
+    """Add latent families: ``registry.add(name, LatentFamily subclass)``.
+
+    The class is built with a channel's options as keyword arguments; its methods follow the contract of
+    :class:`~latentkit.core.LatentFamily` (the row rule for ``rsample``, zero features give the prior, ``neutral_value``
+    the prior's representative), which ``latentkit check-plugin NAME`` checks."""
 
 
 @hookspec
 def latentkit_register_networks(registry):
-    """Add networks: ``registry.add(name, NetworkFamily subclass)``."""
+    """Add networks: ``registry.add(name, NetworkFamily subclass)``, built with the network's own options as keyword
+    arguments (no ``**kwargs`` needed: no other plugin's settings reach it)."""
 
 
 @hookspec
 def latentkit_register_schedules(registry):
-    """Add capacity schedules: ``registry.add(name, CapacitySchedule subclass)``."""
+    """Add capacity schedules: ``registry.add(name, CapacitySchedule subclass)``, built with its options; a schedule
+    is a pure function of the step."""
 
 
 @hookspec
 def latentkit_register_objectives(registry):
-    """Add objectives: ``registry.add(name, factory)`` where ``factory(latent=, image_shape=, registry=, **options)``."""
+    """Add objectives: ``registry.add(name, factory)``, a function or class returning an
+    :class:`~latentkit.core.Objective`.
+
+    The factory is called with the objective's own options as keyword arguments and, of the context values ``latent``,
+    ``image_shape``, ``registry`` and ``dataset_size``, only those its signature names
+    (:func:`latentkit.plugins.factories.call_factory`); an option it does not declare is a ConfigError. An objective
+    built on another gets it from ``registry.build_objective`` or ``registry.extend_objective``."""
 
 
 @hookspec
 def latentkit_register_datasets(registry):
-    """Add data sets: ``registry.add(name, DatasetProvider subclass)``."""
+    """Add data sets: ``registry.add(name, DatasetProvider subclass)``, built with the data set's options."""
 
 
 @hookspec
 def latentkit_register_metrics(registry):
-    """Add evaluation metrics: ``registry.add(name, callable)``."""
+    """Add evaluation metrics: ``registry.add(name, callable)``, called as ``metric(model, data, batch_size=,
+    device=, **options)`` and returning ``{name: float}``; optional attributes ``needs_ground_truth`` (it then receives
+    ``ground_truth=``), ``needs_data`` and ``options`` (``{name: default}``)."""
 
 
 # --- run-time hooks: the trainer calls these; logging, progress, visuals and metrics implement them --------------------
 # Each receives the :class:`latentkit.train.run.Run` (a read-only view of the run: directory, config, step, model) so a
-# plugin never reaches into the trainer's internals.
+# plugin never reaches into the trainer's internals. An implementation may take any subset of a hook's arguments, by
+# name, and must not depend on the order plugins run in.
 
 
 @hookspec

@@ -15,7 +15,26 @@ from latentkit.data.provider import ImageData
 @attrs.define(eq=False)
 class Run:
     """What a run-time hook is handed: the run's directory, settings, progress, model and data (the trainer keeps it up
-    to date; hooks read it and keep their own state in ``plugin_state``)."""
+    to date; hooks read it and keep their own state in ``plugin_state``).
+
+    Why a view: a plugin that reads only this never depends on the trainer's internals, so the trainer can change
+    without breaking plugins.
+
+    Attributes:
+        directory: the run directory.
+        config: the run's saved configuration (recipe config, experiment, versions).
+        total_steps: the step the run trains to.
+        model: the module being trained.
+        device: the training device.
+        data: the training data (uint8 images or float32 samples, on ``device``), or ``None``.
+        step: the last completed step.
+        resumed_from: the step of the checkpoint the run resumed from, else ``None``.
+        last_checkpoint: the folder of the newest checkpoint written, else ``None``.
+        plugin_state: per-run scratch space for plugins, by plugin name.
+        quiet: plugins should print nothing (tests).
+        hooks: the relay the run-time hooks are called through; a plugin may call another hook through it
+            (``run.hooks.latentkit_log_images(run=run, step=step, images=...)``).
+    """
 
     directory: Path  #: the run directory
     config: dict  #: the run's saved configuration (recipe config, experiment, versions)
