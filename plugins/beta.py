@@ -27,14 +27,13 @@ function (a continued fraction, below); traversals and edits hold the other unit
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 from torch import Tensor
 
 from latentkit.core import LatentContext, LatentFamily, OneColumnPerUnit, Params, SampleNoise
-from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
+from latentkit.validation import check, positive_float
 
 #: Shapes are the prior's times ``exp`` of at most this (a saturating ``tanh``): up to e^5 ≈ 148 times the prior's...
 UPPER_LOG_RATIO = 5.0
@@ -182,12 +181,6 @@ def beta_quantile(p: Tensor, a: float, b: float, grid: int = 4097, newton_steps:
 
 
 # --- the family ----------------------------------------------------------------------------------------------------
-def _check_shape(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
-        raise ConfigError(f"beta {name} must be a positive finite number (a Beta prior's shape, e.g. 1.0), got {value!r}")
-    return float(value)
-
-
 class Beta(OneColumnPerUnit, LatentFamily):
     """``units`` independent Beta units; posterior Beta(a, b), prior Beta(prior_a, prior_b) (default the uniform
     Beta(1, 1)). Encoder features: ``units`` log-ratios ``log(a / prior_a)``, then ``units`` ``log(b / prior_b)``."""
@@ -197,8 +190,8 @@ class Beta(OneColumnPerUnit, LatentFamily):
     def __init__(self, units: int, prior_a: float = 1.0, prior_b: float = 1.0):
         super().__init__()
         self.set_units(units)
-        self.prior_a = _check_shape("prior_a", prior_a)
-        self.prior_b = _check_shape("prior_b", prior_b)
+        self.prior_a = check("prior_a", prior_a, positive_float.such_as("1.0"), owner=self.family_name)
+        self.prior_b = check("prior_b", prior_b, positive_float.such_as("1.0"), owner=self.family_name)
 
     @property
     def param_size(self) -> int:

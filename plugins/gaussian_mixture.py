@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from latentkit.core import LOGVAR_LIMIT, DiagonalGaussianPosterior, LatentContext, LatentFamily, Params
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
+from latentkit.validation import boolean, check, non_negative_float
 
 _LOG_2PI = math.log(2 * math.pi)
 #: How far from 1 the parent's probabilities may sum (float32 softmax rounding is ~1e-6) before the parent is judged not
@@ -72,15 +73,11 @@ class GaussianMixture(DiagonalGaussianPosterior, LatentFamily):
             raise ConfigError(
                 f"gaussian_mixture parent must be the name of a categorical channel (e.g. 'disc'), got {parent!r}"
             )
-        if not isinstance(learn_variance, bool):
-            raise ConfigError(f"gaussian_mixture learn_variance must be true or false, got {learn_variance!r}")
-        if isinstance(spread, bool) or not isinstance(spread, numbers.Real) or not 0 <= spread < math.inf:
-            raise ConfigError(f"gaussian_mixture spread must be a finite number >= 0 (e.g. 1.0), got {spread!r}")
+        self.learn_variance = check("learn_variance", learn_variance, boolean, owner=self.family_name)
+        self.spread = check("spread", spread, non_negative_float.such_as("1.0"), owner=self.family_name)
         self.components = int(components)
         self.parent = parent
         self.depends_on = (parent,)
-        self.learn_variance = learn_variance
-        self.spread = float(spread)
         self.mu = nn.Parameter(self.spread * torch.randn(self.components, self.units))
         zeros = torch.zeros(self.components, self.units)
         if learn_variance:

@@ -23,6 +23,7 @@ from torch import Tensor
 from latentkit.core import LatentContext, LatentFamily, Params, SampleNoise
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
+from latentkit.validation import boolean, check, positive_float
 
 DEFAULT_TEMPERATURE = 0.67
 EPS = 1e-12
@@ -125,15 +126,13 @@ class GumbelSoftmax(LatentFamily):
                     f"every categorical variable needs K >= 2 categories (a whole number), got {k!r} in sizes={sizes}; "
                     "a variable with one category carries no information"
                 )
-        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not 0 < temperature < math.inf:
-            raise ConfigError(f"gumbel_softmax temperature must be a positive number (e.g. 0.67), got {temperature!r}")
+        temperature = check("temperature", temperature, positive_float.such_as("0.67"), owner=self.family_name)
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 <= eps < 1e-3:
             raise ConfigError(f"gumbel_softmax eps must be a small non-negative number (default 1e-12), got {eps!r}")
-        if not isinstance(hard, bool):
-            raise ConfigError(f"gumbel_softmax hard must be true or false, got {hard!r}")
+        hard = check("hard", hard, boolean, owner=self.family_name)
         self.sizes = tuple(int(k) for k in sizes)
         self.anneal = TemperatureAnneal.from_options(anneal) if anneal is not None else None
-        self.temperature = self.anneal(0) if self.anneal is not None else float(temperature)
+        self.temperature = self.anneal(0) if self.anneal is not None else temperature
         self.hard = hard
         self.eps = float(eps)
         self._offsets = [0]

@@ -14,17 +14,18 @@ with K = 2). Like the categorical channel, the KL is the discrete one, not the r
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from latentkit.core import LatentContext, LatentFamily, OneColumnPerUnit, Params, SampleNoise
-from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
+from latentkit.validation import Rule, check, positive_float
 
 DEFAULT_TEMPERATURE = 0.67
+#: the relaxation's temperature: positive, and below 100 (hotter, every sample sits at ½ whatever the logit)
+TEMPERATURE = Rule(lambda v: positive_float.test(v) and v < 100, "a positive number below 100", "0.67", float)
 _LOG2 = math.log(2)
 _EPS = 1e-12
 
@@ -38,9 +39,7 @@ class RelaxedBernoulli(OneColumnPerUnit, LatentFamily):
     def __init__(self, units: int, temperature: float = DEFAULT_TEMPERATURE):
         super().__init__()
         self.set_units(units)
-        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not 0 < temperature < 100:
-            raise ConfigError(f"relaxed_bernoulli temperature must be a positive number (default 0.67), got {temperature!r}")
-        self.temperature = float(temperature)
+        self.temperature = check("temperature", temperature, TEMPERATURE, owner=self.family_name)
 
     @property
     def param_size(self) -> int:

@@ -236,11 +236,11 @@ def test_a_parent_of_the_wrong_shape_is_a_config_error(sizes, message):
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"units": 0, "components": 2}, "units >= 1"),
+    [({"units": 0, "components": 2}, r"gaussian_mixture option units must be a positive whole number, got 0 \(e.g."),
      ({"units": 1, "components": 2.5}, "components >= 2"),
      ({"units": 1, "components": 2, "parent": ""}, "parent must be the name"),
-     ({"units": 1, "components": 2, "learn_variance": "yes"}, "learn_variance must be true or false"),
-     ({"units": 1, "components": 2, "spread": -1.0}, "spread must be a finite number >= 0")],
+     ({"units": 1, "components": 2, "learn_variance": "yes"}, "gaussian_mixture option learn_variance must be true or false"),
+     ({"units": 1, "components": 2, "spread": -1.0}, "spread must be a finite non-negative number, got -1.0")],
 )
 def test_bad_options_are_config_errors(options, message):
     with pytest.raises(ConfigError, match=message):

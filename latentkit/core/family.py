@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import abc
 import math
-import numbers
 from collections.abc import Mapping
 from typing import ClassVar
 
@@ -28,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from latentkit.core.noise import SampleNoise
-from latentkit.errors import ConfigError
+from latentkit.validation import check, positive_int
 
 #: The distribution parameters of one channel for a batch, by name (e.g. ``{"mean": ..., "logvar": ...}``).
 #: Every tensor's first dimension is the batch.
@@ -241,10 +240,8 @@ class OneColumnPerUnit:
 
     def set_units(self, units: object) -> None:
         """Check and store ``units`` (a whole number >= 1), with an error that names the family."""
-        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
-            name = getattr(self, "family_name", "") or type(self).__name__
-            raise ConfigError(f"a {name} channel needs units >= 1 (a whole number), got {units!r}")
-        self.units = int(units)
+        self.units = check("units", units, positive_int.such_as("4"),
+                           owner=getattr(self, "family_name", "") or type(self).__name__)
 
     @property
     def sample_size(self) -> int:

@@ -38,5 +38,5 @@ def test_kl_agrees_with_torch_distributions_cauchy():
 
 
 def test_bad_units_is_a_clear_error():
-    with pytest.raises(ConfigError, match="units >= 1"):
+    with pytest.raises(ConfigError, match=r"cauchy option units must be a positive whole number, got 0 \(e.g. units=4\)"):
         Cauchy(units=0)
