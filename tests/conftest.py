@@ -1,14 +1,16 @@
-"""Shared fixtures: a sandbox for plugin registration, one torch thread, and Hypothesis defaults.
+"""Shared fixtures: a plugin host of a test's own, one torch thread, and Hypothesis defaults.
 
-Why a sandbox: the plugin manager keeps plugins registered in code and blocked plugins in module-level state, and the
-registry is cached on that state. A test that registers a plugin and fails half-way must not leak it into every later
-test, so registrations go through :func:`plugins`, which restores the state on teardown whatever happened.
+Why a host of its own: plugins registered in code and blocked plugins belong to a plugin host, and the process's
+default host lives as long as the test session. A test that registers a plugin and fails half-way must not leak it into
+every later test, so a test that registers or blocks plugins takes the :func:`plugins` fixture: it runs under a host of
+its own (``use_host(default_host().derive())``), dropped afterwards whatever happened.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-from latentkit.plugins import manager
+from latentkit.plugins import PluginHost, default_host, use_host
 
 # No per-example deadline: timings on a shared 2-core CI machine vary too much for one to mean anything.
 settings.register_profile(
@@ -27,38 +29,13 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "latentkit"))
 
 
-class PluginSandbox:
-    """Register and block plugins for one test; everything is undone on teardown."""
-
-    def __init__(self) -> None:
-        self._extra = dict(manager._extra_plugins)
-        self._blocked = set(manager._blocked)
-
-    def register(self, plugin: object, name: str) -> str:
-        from latentkit.plugins import register_plugin
-
-        return register_plugin(plugin, name=name)
-
-    def block(self, name: str) -> None:
-        from latentkit.plugins import block_plugin
-
-        block_plugin(name)
-
-    def restore(self) -> None:
-        manager._extra_plugins.clear()
-        manager._extra_plugins.update(self._extra)
-        manager._blocked.clear()
-        manager._blocked.update(self._blocked)
-
-
 @pytest.fixture
-def plugins():
-    """A :class:`PluginSandbox`; the plugin manager's state is restored after the test."""
-    sandbox = PluginSandbox()
-    try:
-        yield sandbox
-    finally:
-        sandbox.restore()
+def plugins() -> Iterator[PluginHost]:
+    """A plugin host of the test's own, derived from the process's and its default for the test's duration: register
+    and block plugins on it (``plugins.register(plugin, "name")``, ``plugins.block("name")``); it is dropped
+    afterwards, so the process's own host never changes."""
+    with use_host(default_host().derive()) as host:
+        yield host
 
 
 @pytest.fixture(scope="module")

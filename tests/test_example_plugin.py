@@ -112,7 +112,7 @@ class NoConfigsGaussian(Gaussian):
 
 @pytest.fixture
 def broken_families(plugins):
-    """Registered in code through latentkit.plugins.register_plugin; the sandbox unregisters them afterwards."""
+    """Registered in code on the test's own plugin host (the ``plugins`` fixture), dropped afterwards."""
 
     @hookimpl
     def latentkit_register_families(registry):
@@ -123,7 +123,6 @@ def broken_families(plugins):
     module.latentkit_register_families = latentkit_register_families
     plugins.register(module, "broken_families")
     yield
-    # (PluginSandbox.restore in conftest unregisters it, whatever happened)
 
 
 def test_failing_property_exits_1_and_is_named(broken_families, capsys):

@@ -161,8 +161,8 @@ class PluginHost:
         return self._current().failures
 
     def _state(self) -> tuple:
-        """What the loaded plugins depend on. Taken afresh at every access, so that a change made through any path —
-        the methods above, or tests/conftest.py restoring the module-level collections — is seen."""
+        """What the loaded plugins depend on. Taken afresh at every access, so that every change to the plugins is
+        seen."""
         return tuple(self._extra), tuple(self._extra.values()), frozenset(self._blocked), self._entry_points
 
     def _current(self) -> _Loaded:
@@ -302,10 +302,6 @@ def _adding_as(target: KindRegistry, source: Source) -> Iterator[None]:
 
 # --- the process's host, and the functions that use it ------------------------------------------------------------
 _default = PluginHost.from_environment()  # loads nothing until first used
-# The default host's own collections, which tests/conftest.py's sandbox saves and restores (a sandbox could instead run
-# each test under `use_host(default_host().derive())`).
-_extra_plugins = _default._extra
-_blocked = _default._blocked
 
 
 def default_host() -> PluginHost:
