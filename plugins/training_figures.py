@@ -1,10 +1,13 @@
 """Traversal grids during training: ``RUN/figures/training/traversals-step-NNNNNNNN.png`` and TensorBoard images.
 
 Every ``train.figures_every`` steps (at the first logging step at or after each multiple) and at the end of a completed
-run, every unit is traversed from the neutral latent (0 / category 0) — no random draws, so drawing a figure never
-changes the training's random stream and a resumed run stays bit-identical — with rows ordered by the KL logged at
-that step, most informative first. Each grid is also handed to the ``latentkit_log_images`` hook through the run's
-hook relay (``run.hooks``): ``run_logging`` writes it to TensorBoard; this plugin knows nothing of who logs it.
+run, every unit is traversed while the others are held at their family's neutral value
+(:func:`latentkit.viz.traversal.neutral_latent`: 0 for a Gaussian or Laplace unit, category 0 for a categorical one, ½
+for a relaxed Bernoulli unit, the prior mean for a Beta one, the marginal prior median for a mixture-prior one) — no
+random draws, so drawing a figure never changes the training's random stream and a resumed run stays bit-identical —
+with rows ordered by the KL logged at that step, most informative first. Each grid is also handed to the
+``latentkit_log_images`` hook through the run's hook relay (``run.hooks``): ``run_logging`` writes it to TensorBoard;
+this plugin knows nothing of who logs it.
 
 Samples that are not images — signals ``(C, L)``, vectors ``(D,)`` — are drawn as line plots (one panel per unit,
 its decoded curves coloured along the traversal; :mod:`latentkit.viz.lines`). A shape that is neither (an image of 2
