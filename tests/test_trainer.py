@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ from latentkit.assembly.checkpoint import load_model
 from latentkit.core import SampleNoise
 from latentkit.errors import ConfigError, LatentkitError
 from latentkit.plugins import hookimpl, register_plugin, unregister_plugin
-from latentkit.assembly.recipe import apply_overrides, load_recipe
+from latentkit.assembly.recipe import apply_overrides, config_from_dict, config_to_dict, load_recipe
 from latentkit.assembly.session import prepare_run
 from latentkit.train.checkpoints import list_checkpoints
 from latentkit.train import BaseTask, StepContext, TrainConfig, Trainer
@@ -70,6 +71,11 @@ def test_run_directory_is_self_describing(tmp_path):
     assert train(str(RECIPES / "jointvae_shapes.py"), *SMALL, "--steps", "10", "--out", str(out)) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["recipe_config"]["train"]["steps"] == 10
+    # the config class's import path is recorded, so the saved config can be rebuilt
+    assert config["recipe_class"] == "latentkit_plugins.jointvae_recipe.JointVAEConfig"
+    module, _, name = config["recipe_class"].rpartition(".")
+    rebuilt = config_from_dict(getattr(importlib.import_module(module), name), config["recipe_config"])
+    assert config_to_dict(rebuilt) == config["recipe_config"]
     assert "latentkit" in config["versions"]
     assert config["experiment"]["model"]["channels"][1]["family"] == "gumbel_softmax"
     line = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
