@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from latentkit.errors import ConfigError, DataError
+from latentkit.validation import check, non_negative_int
 
 
 class GroundTruthData(abc.ABC):
@@ -105,10 +106,9 @@ class GroundTruthData(abc.ABC):
 
     def sample_factors(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` factor class-index rows drawn uniformly from the grid."""
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-            raise ConfigError(f"the number of samples must be a whole number >= 0, got {n!r}")
-        cols = [torch.randint(0, size, (int(n),), generator=generator) for size in self.factor_sizes]
-        return torch.stack(cols, 1) if cols else torch.zeros(int(n), 0, dtype=torch.int64)
+        n = check("n", n, non_negative_int.such_as("64"))
+        cols = [torch.randint(0, size, (n,), generator=generator) for size in self.factor_sizes]
+        return torch.stack(cols, 1) if cols else torch.zeros(n, 0, dtype=torch.int64)
 
     def sample_with_fixed_factor(
         self, factor: int | str, n: int, generator: torch.Generator | None = None, value: int | None = None

@@ -10,7 +10,6 @@ metrics, figures, inference) agrees on it. Labels (classes) and ground-truth fac
 from __future__ import annotations
 
 import abc
-import numbers
 import os
 from pathlib import Path
 
@@ -19,7 +18,8 @@ import torch
 from torch import Tensor
 
 from latentkit.data.ground_truth import GroundTruthData
-from latentkit.errors import ConfigError, DataError
+from latentkit.errors import DataError
+from latentkit.validation import check, integer, optional, positive_int
 
 #: dtypes a data set may store its samples in: uint8 (scaled by 1/255 when drawn) or float32 (used as is)
 SAMPLE_DTYPES = (torch.uint8, torch.float32)
@@ -101,11 +101,8 @@ class GridDatasetProvider(DatasetProvider):
     test_fraction = 5  #: one grid point in this many is held out for ``test``
 
     def __init__(self, n: int | None = None, seed: int = 0):
-        if n is not None and (isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1):
-            raise ConfigError(f"{self.dataset_name} data set option n must be a positive whole number, got {n!r}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ConfigError(f"{self.dataset_name} data set option seed must be a whole number, got {seed!r}")
-        self.n, self.seed = (None if n is None else int(n)), int(seed)
+        self.n = check("n", n, optional(positive_int.such_as("1000"), "the whole grid"), owner=self.dataset_name)
+        self.seed = check("seed", seed, integer, owner=self.dataset_name)
 
     def split_indices(self, grid: GroundTruthData, split: str) -> Tensor:
         """Grid indices of ``split``, in increasing order."""

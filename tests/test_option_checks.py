@@ -1,19 +1,20 @@
-"""The built-in families check their options with latentkit.validation: a bad value is a ConfigError naming the
-family, the option, the value and a valid example; a good one is stored converted."""
+"""The built-in families and grid data sets check their options with latentkit.validation: a bad value is a
+ConfigError naming the plugin, the option, the value and a valid example; a good one is stored converted."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
-
-from latentkit.errors import ConfigError
 from latentkit_plugins.beta import Beta
 from latentkit_plugins.gaussian import Gaussian
 from latentkit_plugins.gaussian_mixture import GaussianMixture
 from latentkit_plugins.gumbel_softmax import GumbelSoftmax
 from latentkit_plugins.laplace import Laplace
+from latentkit_plugins.procedural_shapes import Shapes
 from latentkit_plugins.relaxed_bernoulli import RelaxedBernoulli
+
+from latentkit.errors import ConfigError
 
 
 @pytest.mark.parametrize(("build", "family", "option", "value", "example"), [
@@ -28,8 +29,10 @@ from latentkit_plugins.relaxed_bernoulli import RelaxedBernoulli
     (lambda v: GaussianMixture(1, 2, learn_variance=v), "gaussian_mixture", "learn_variance", 1, "true"),
     (lambda v: Beta(units=2, prior_a=v), "beta", "prior_a", 0.0, "1.0"),
     (lambda v: Beta(units=2, prior_b=v), "beta", "prior_b", "1", "1.0"),
+    (lambda v: Shapes(n=v), "shapes", "n", 0, "1000"),
+    (lambda v: Shapes(seed=v), "shapes", "seed", 1.5, "0"),
 ])
-def test_a_bad_option_names_family_option_value_and_example(build, family, option, value, example):
+def test_a_bad_option_names_plugin_option_value_and_example(build, family, option, value, example):
     with pytest.raises(ConfigError) as info:
         build(value)
     message = str(info.value)
@@ -44,3 +47,4 @@ def test_good_options_are_stored_converted():
     mixture = GaussianMixture(1, 2, spread=0, learn_variance=False)
     assert type(mixture.spread) is float and mixture.learn_variance is False
     assert Beta(units=2, prior_a=2, prior_b=5).prior_a == 2.0 and Laplace(units=3).units == 3
+    assert Shapes().n is None and Shapes(n=10, seed=-2).n == 10
