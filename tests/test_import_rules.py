@@ -87,6 +87,16 @@ def test_the_core_imports_only_itself_errors_torch_attrs_and_the_standard_librar
     assert not bad, f"core/{path.name} imports {bad}; the core may import {CORE_MAY_IMPORT}, torch, attrs, stdlib"
 
 
+#: what latentkit/specs.py may import from latentkit: it is foundation (plugins and recipe configs import it)
+SPECS_MAY_IMPORT = ("latentkit.errors", "latentkit.validation", "latentkit.train.config")
+
+
+def test_the_specs_are_foundation():
+    bad = [name for name in imports_of(PACKAGE / "specs.py")
+           if _within(name, ("latentkit",)) and not _within(name, SPECS_MAY_IMPORT)]
+    assert not bad, f"specs.py imports {bad}; plugins import it, so it may import only {SPECS_MAY_IMPORT}"
+
+
 #: Registry kinds whose names the framework never writes: recipes and saved specs name the model's plugins.
 PLUGIN_KINDS = ("families", "networks", "objectives", "schedules")
 #: Where plugin names are inherent: the importer of the original JointVAE code's checkpoints translates them INTO

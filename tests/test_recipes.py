@@ -231,6 +231,17 @@ def test_jointvae_recipe_passes_hidden_only_when_set():
     assert n_params == ORIGINAL_PARAMS["jointvae_mnist"]
 
 
+def test_a_saved_model_spec_names_its_network():
+    """The framework has no default network (it names no plugin): a spec without one is a ConfigError saying so."""
+    from latentkit.errors import ConfigError
+    from latentkit.specs import ModelSpec
+
+    spec = {"image_shape": [1, 32, 32], "channels": [{"name": "z", "family": "gaussian", "options": {"units": 2}}]}
+    with pytest.raises(ConfigError, match=r"needs 'image_shape', 'channels' and 'network'; \['network'\] missing"):
+        ModelSpec.from_dict(spec)
+    assert ModelSpec.from_dict({**spec, "network": "mlp"}).network.name == "mlp"
+
+
 def test_no_plugin_imports_the_assembly():
     """Plugins get what they build on (another objective) from the registry their hook is handed, never from
     latentkit.assembly: a plugin package must work with whatever assembles runs."""
