@@ -81,7 +81,7 @@ def _image_shape(value: Any) -> tuple[int, ...]:
 
 @attrs.frozen
 class ModelSpec:
-    """Everything needed to build a :class:`~latentkit.core.JointVAE`: sample shape, channels in order, network.
+    """Everything needed to build a :class:`~latentkit.core.JointLatentVAE`: sample shape, channels in order, network.
 
     ``image_shape`` is the shape of one sample — ``(D,)``, ``(C, L)`` or ``(C, H, W)`` — named for the images the
     framework started with; the name stays because checkpoints and run configs store it. ``network`` has no default:

@@ -25,7 +25,7 @@ from torch.distributions import Categorical, Normal, kl_divergence
 
 from latentkit.assembly.build import build_objective
 from latentkit.specs import Component
-from latentkit.core import JointLatent, JointVAE, LatentContext, ModelOutput, SampleNoise
+from latentkit.core import JointLatent, JointLatentVAE, LatentContext, ModelOutput, SampleNoise
 from latentkit.errors import ConfigError
 from latentkit.plugins import get_registry
 from latentkit.testing import assert_kl_agrees, joint_kl_monte_carlo
@@ -356,7 +356,7 @@ def test_discrete_capacity_never_exceeds_sum_log_k(sizes, capacity, step, gamma)
     """Whatever a schedule asks, the capacity the objective uses for a categorical channel is ≤ Σ log K, and the
     asked-for value stays visible as ``capacity_target``."""
     latent = JointLatent({"cont": Gaussian(2), "disc": GumbelSoftmax(sizes)})
-    model = JointVAE(nn.Identity(), latent, nn.Identity(), (1, 4, 4))
+    model = JointLatentVAE(nn.Identity(), latent, nn.Identity(), (1, 4, 4))
     terms = {"cont": {"gamma": 1.0, "capacity": {"name": "constant"}}, "disc": {"gamma": gamma, "capacity": capacity}}
     objective = build_objective(Component("jointvae", {"terms": terms}), model)
     gen = generator(step)

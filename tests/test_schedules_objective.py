@@ -18,7 +18,7 @@ from torch.distributions import Categorical, Normal, kl_divergence
 
 from latentkit.assembly.build import build_objective
 from latentkit.specs import Component
-from latentkit.core import JointLatent, JointVAE, ModelOutput
+from latentkit.core import JointLatent, JointLatentVAE, ModelOutput
 from latentkit.errors import ConfigError, UnknownNameError
 from latentkit_plugins.gaussian import Gaussian
 from latentkit_plugins.gumbel_softmax import GumbelSoftmax
@@ -29,13 +29,13 @@ SIZES = [10, 3]
 LOG_K = math.log(10) + math.log(3)
 
 
-def _model(image_shape=(1, 8, 8), cont_units=3, sizes=SIZES) -> JointVAE:
+def _model(image_shape=(1, 8, 8), cont_units=3, sizes=SIZES) -> JointLatentVAE:
     channels = {}
     if cont_units:
         channels["cont"] = Gaussian(cont_units)
     if sizes:
         channels["disc"] = GumbelSoftmax(sizes)
-    return JointVAE(nn.Identity(), JointLatent(channels), nn.Identity(), image_shape)
+    return JointLatentVAE(nn.Identity(), JointLatent(channels), nn.Identity(), image_shape)
 
 
 def _term(gamma, name="linear", **options):

@@ -9,7 +9,7 @@ from latentkit.core.family import (
     Params,
 )
 from latentkit.core.joint import JointLatent
-from latentkit.core.model import JointVAE, ModelOutput
+from latentkit.core.model import JointLatentVAE, ModelOutput
 from latentkit.core.network import ImageShape, NetworkFamily
 from latentkit.core.noise import SampleNoise
 from latentkit.core.objective import Objective, StatisticsObjective
@@ -21,7 +21,7 @@ __all__ = [
     "LOGVAR_LIMIT",
     "ImageShape",
     "JointLatent",
-    "JointVAE",
+    "JointLatentVAE",
     "LatentContext",
     "LatentFamily",
     "OneColumnPerUnit",

@@ -23,8 +23,11 @@ class ModelOutput:
     latent: Tensor  #: the concatenated latent vector the decoder read
 
 
-class JointVAE(nn.Module):
-    """Encoder, joint latent and decoder: the variational autoencoder every JointVAE-style recipe builds.
+class JointLatentVAE(nn.Module):
+    """Encoder, joint latent and decoder: a variational autoencoder whose latent is a :class:`JointLatent`.
+
+    Named for what it is, not for one objective: JointVAE, a β-VAE, β-TCVAE or FactorVAE are this model trained with
+    different objectives (plugins).
 
     ``forward(x, noise=None)`` returns a :class:`ModelOutput`: in training mode each channel samples with the
     per-row :class:`~latentkit.core.SampleNoise` given (the trainer keys it by seed, step and global row), in eval

@@ -2,7 +2,7 @@
 and knows no model and no recipe. Its public API (see docs/trainer.md):
 
 * :class:`TrainingTask` (the protocol), :class:`BaseTask` (its defaults), :class:`StepContext` (what a step is handed),
-  :class:`VAETask` (a JointVAE with an objective);
+  :class:`VAETask` (a :class:`~latentkit.core.JointLatentVAE` with an objective);
 * :class:`TrainConfig` (the trainer's settings), :class:`Trainer` (``Trainer(task, data, config, directory, hooks)``,
   ``resume_from_latest()``, ``fit()``), :class:`Run` (the view of a run that hooks receive);
 * :class:`NumericalFault`, :class:`Interrupted` (how a run stops early).

@@ -17,7 +17,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from latentkit.core import JointVAE, Objective, StatisticsObjective
+from latentkit.core import JointLatentVAE, Objective, StatisticsObjective
 from latentkit.core.noise import SampleNoise
 from latentkit.errors import ConfigError
 
@@ -148,14 +148,14 @@ class BaseTask:
 
 
 class VAETask(BaseTask):
-    """A :class:`~latentkit.core.JointVAE` trained with any :class:`~latentkit.core.Objective`.
+    """A :class:`~latentkit.core.JointLatentVAE` trained with any :class:`~latentkit.core.Objective`.
 
     An objective's own trainable state (:meth:`~latentkit.core.Objective.trainable`, e.g. FactorVAE's discriminator) is
     the extra module ``"objective"`` (``objective.safetensors`` in checkpoints), in its own parameter group with the
     objective's :meth:`~latentkit.core.Objective.optimizer_options`.
     """
 
-    def __init__(self, model: JointVAE, objective: Objective, seed: int = 0):
+    def __init__(self, model: JointLatentVAE, objective: Objective, seed: int = 0):
         self.module = model
         self.objective = objective
         objective.attach(model, seed)

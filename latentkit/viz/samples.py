@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from latentkit.core import JointVAE
+from latentkit.core import JointLatentVAE
 from latentkit.data.provider import as_float_batch
 from latentkit.errors import ConfigError
 from latentkit.viz.traversal import UnitRef, decode_latents, parse_unit
@@ -21,7 +21,7 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
 
-def prior_samples(model: JointVAE, n: int = 64, *, seed: int = 0) -> Tensor:
+def prior_samples(model: JointLatentVAE, n: int = 64, *, seed: int = 0) -> Tensor:
     """``n`` decoded draws from the prior, ``(n, C, H, W)``."""
     if n < 1:
         raise ConfigError(f"the number of samples must be positive, got {n}")
@@ -29,7 +29,7 @@ def prior_samples(model: JointVAE, n: int = 64, *, seed: int = 0) -> Tensor:
     return decode_latents(model, z)
 
 
-def conditional_latents(model: JointVAE, unit: str | UnitRef, n: int = 8, *, seed: int = 0) -> Tensor:
+def conditional_latents(model: JointLatentVAE, unit: str | UnitRef, n: int = 8, *, seed: int = 0) -> Tensor:
     """Latent vectors ``(K, n, sample_size)``: row ``k`` fixes the discrete ``unit`` at category ``k`` and draws every
     other unit from the prior given it."""
     latent = model.latent
@@ -50,14 +50,14 @@ def conditional_latents(model: JointVAE, unit: str | UnitRef, n: int = 8, *, see
     return torch.stack(rows)
 
 
-def conditional_samples(model: JointVAE, unit: str | UnitRef, n: int = 8, *, seed: int = 0) -> Tensor:
+def conditional_samples(model: JointLatentVAE, unit: str | UnitRef, n: int = 8, *, seed: int = 0) -> Tensor:
     """Decoded :func:`conditional_latents`, ``(K, n, C, H, W)``: a row per category."""
     z = conditional_latents(model, unit, n, seed=seed)
     images = decode_latents(model, z.reshape(-1, z.shape[-1]))
     return images.reshape(z.shape[0], n, *images.shape[1:])
 
 
-def reconstructions(model: JointVAE, images: Tensor) -> Tensor:
+def reconstructions(model: JointLatentVAE, images: Tensor) -> Tensor:
     """Originals and their reconstructions from the representative latent (eval mode), ``(2, N, C, H, W)``.
 
     ``images`` are float in [0, 1] or uint8, ``(N, C, H, W)``.

@@ -19,7 +19,7 @@ import attrs
 import torch
 
 from latentkit.assembly.checkpoint import load_model, resolve_checkpoint
-from latentkit.core import JointVAE
+from latentkit.core import JointLatentVAE
 from latentkit.assembly.datasets import as_component, build_provider
 from latentkit.data.provider import ImageData
 from latentkit.devices import resolve_device
@@ -45,7 +45,7 @@ class FigureSource:
 
     folder: Path  #: the folder the user named (run directory or checkpoint folder)
     checkpoint: Path  #: the checkpoint folder the weights come from
-    model: JointVAE
+    model: JointLatentVAE
     config: dict  #: the checkpoint's config.json
     data_root: str | None
     device: torch.device

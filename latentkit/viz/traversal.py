@@ -15,7 +15,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from latentkit.core import JointLatent, JointVAE
+from latentkit.core import JointLatent, JointLatentVAE
 from latentkit.errors import ConfigError, LatentkitError
 
 
@@ -102,7 +102,7 @@ def traversal_latents(latent: JointLatent, unit: str | UnitRef, n: int = 8, base
     return z
 
 
-def decode_latents(model: JointVAE, z: Tensor) -> Tensor:
+def decode_latents(model: JointLatentVAE, z: Tensor) -> Tensor:
     """Decoded images of latent vectors ``z`` (eval mode, no gradients; the model's mode is restored), on the CPU."""
     was_training = model.training
     model.eval()
@@ -115,7 +115,7 @@ def decode_latents(model: JointVAE, z: Tensor) -> Tensor:
 
 
 def traversal_rows(
-    model: JointVAE, units: list[str | UnitRef], n: int = 8, *, base: Tensor | None = None
+    model: JointLatentVAE, units: list[str | UnitRef], n: int = 8, *, base: Tensor | None = None
 ) -> list[Tensor]:
     """Decoded traversals, one ``(m_i, C, H, W)`` tensor per unit (``m_i`` = ``n``, or K for a categorical unit)."""
     rows = [traversal_latents(model.latent, unit, n, base) for unit in units]
@@ -126,7 +126,7 @@ def traversal_rows(
 
 
 def traverse(
-    model: JointVAE, units: list[str | UnitRef], n: int = 8, *, base: Tensor | None = None
+    model: JointLatentVAE, units: list[str | UnitRef], n: int = 8, *, base: Tensor | None = None
 ) -> Tensor:
     """Decoded traversals, one row per unit: ``(len(units), m, C, H, W)`` (rows of a categorical unit hold K images;
     all rows must have the same length, so mix continuous and categorical units only with ``n`` = K, or use
@@ -139,7 +139,7 @@ def traverse(
 
 
 def traverse_pair(
-    model: JointVAE, row_unit: str | UnitRef, col_unit: str | UnitRef, n: int = 8, *, base: Tensor | None = None
+    model: JointLatentVAE, row_unit: str | UnitRef, col_unit: str | UnitRef, n: int = 8, *, base: Tensor | None = None
 ) -> Tensor:
     """Two units against each other, ``(m_row, m_col, C, H, W)``: row ``i`` holds ``row_unit`` at its ``i``-th
     traversal value while ``col_unit`` sweeps along the columns (the paper's MNIST figure: a row per digit category,
@@ -154,7 +154,7 @@ def traverse_pair(
 
 
 def traversal_frames(
-    model: JointVAE, units: list[str | UnitRef], n: int = 8, *, base: Tensor | None = None
+    model: JointLatentVAE, units: list[str | UnitRef], n: int = 8, *, base: Tensor | None = None
 ) -> Tensor:
     """Frames of an animated traversal, ``(n, len(units), C, H, W)``: in frame ``t`` every unit is at its ``t``-th
     value (a categorical unit with K values shows category ``t * K // n``), each unit moving on its own."""
