@@ -105,7 +105,6 @@ def baseline_model(image_shape, n_cont, disc):
 def baseline_trainer(image_shape, n_cont, disc, device):
     """``step(s)``: one training step of the original on a fixed batch, with its ``.item()``."""
     import torch
-    import torch.nn.functional as F
 
     torch.manual_seed(0)
     model = baseline_model(image_shape, n_cont, disc).to(device)

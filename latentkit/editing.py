@@ -34,6 +34,7 @@ from latentkit._atomic import write_bytes
 from latentkit.core import JointLatent
 from latentkit.data.provider import as_float_batch
 from latentkit.errors import ConfigError, DataError
+from latentkit.validation import check, positive_int
 from latentkit.viz.traversal import UnitRef, parse_unit, unit_columns
 
 __all__ = [
@@ -243,8 +244,7 @@ def encode_images(model, images: Tensor, *, batch_size: int = 256, device="cpu")
     and ``"<channel>/probs"`` (the category probabilities). ``"latent"`` is the concatenated representative vector
     the decoder reads, ``(N, sample_size)``. The model is moved to ``device``; its training mode is restored.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive whole number, got {batch_size!r}")
+    batch_size = check("batch_size", batch_size, positive_int.such_as("256"))
     x_all = _as_inputs(model, images)
     latent: JointLatent = model.latent
     parts: dict[str, list[np.ndarray]] = {}

@@ -8,8 +8,6 @@ import torch
 import torchvision.transforms as T
 from PIL import Image
 
-from latentkit.assembly.build import build_model
-from latentkit.specs import ChannelSpec, ModelSpec
 from latentkit.errors import ConfigError, DataError
 from latentkit.viz import UnitRef
 from latentkit.editing import (

@@ -30,11 +30,12 @@ import latentkit
 from latentkit._atomic import write_json
 from latentkit.assembly.checkpoint import load_model, resolve_checkpoint
 from latentkit.assembly.datasets import as_component, build_provider
-from latentkit.specs import Component
 from latentkit.data.provider import DatasetProvider
 from latentkit.devices import resolve_device
 from latentkit.errors import CheckpointError, ConfigError, LatentkitError
 from latentkit.plugins import Registry, get_registry
+from latentkit.specs import Component
+from latentkit.validation import check, optional, positive_int
 
 RESULTS_FOLDER = "evaluation"
 
@@ -269,10 +270,8 @@ def resolve_metrics(
         raise ConfigError(f"name at least one metric to evaluate; known metrics: {', '.join(registry.metrics.names())}")
     metric_fns = {name: registry.metrics.get(name) for name in metrics}  # unknown name: lists the known ones
     checked = _check_options(metric_fns, options)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch size must be a positive whole number, got {batch_size!r}")
-    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
-        raise ConfigError(f"max_images must be a positive whole number (or None for all), got {max_images!r}")
+    batch_size = check("batch size", batch_size, positive_int.such_as("256"))
+    max_images = check("max_images", max_images, optional(positive_int, "all images"))
     return EvaluationPlan(metric_fns, checked, batch_size, resolve_device(device), max_images)
 
 

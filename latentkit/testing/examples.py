@@ -24,7 +24,6 @@ through its entry point — ``PluginHost(plugins={"mixture_gaussian_example": PL
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +31,7 @@ from torch import Tensor, nn
 from latentkit.core import DiagonalGaussianPosterior, LatentContext, LatentFamily, Params, SampleNoise
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
+from latentkit.validation import at_least, check, positive_float, positive_int
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -43,9 +43,8 @@ class MixtureGaussian(DiagonalGaussianPosterior, LatentFamily):
 
     def __init__(self, units: int, components: int, parent: str = "disc", spread: float = 2.0):
         super().__init__()
-        for what, value, least in (("units", units, 1), ("components", components, 2)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
-                raise ConfigError(f"mixture_gaussian {what} must be a whole number >= {least}, got {value!r}")
+        check("units", units, positive_int, owner=self.family_name)
+        check("components", components, at_least(2), owner=self.family_name)
         if not isinstance(parent, str) or not parent:
             raise ConfigError(f"mixture_gaussian parent must name the categorical channel, got {parent!r}")
         self.units, self.components = int(units), int(components)
@@ -138,10 +137,8 @@ class ExampleCategorical(LatentFamily):
 
     def __init__(self, categories: int, temperature: float = 0.67):
         super().__init__()
-        if isinstance(categories, bool) or not isinstance(categories, numbers.Integral) or categories < 2:
-            raise ConfigError(f"example_categorical needs categories >= 2 (a whole number), got {categories!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature > 0:
-            raise ConfigError(f"example_categorical temperature must be positive (e.g. 0.67), got {temperature!r}")
+        check("categories", categories, at_least(2), owner=self.family_name)
+        check("temperature", temperature, positive_float.such_as("0.67"), owner=self.family_name)
         self.k, self.temperature = int(categories), float(temperature)
 
     @property

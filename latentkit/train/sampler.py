@@ -24,9 +24,6 @@ class EpochSampler:
         self._epoch = -1
         self._perm: Tensor | None = None
 
-    def epoch_of(self, step: int) -> int:
-        return (step - 1) // self.steps_per_epoch
-
     def indices(self, step: int) -> Tensor:
         epoch, pos = divmod(step - 1, self.steps_per_epoch)
         if epoch != self._epoch:

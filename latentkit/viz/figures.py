@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from latentkit.errors import ConfigError
+from latentkit.validation import at_least, check
 from latentkit.viz.images import image_grid, save_gif, save_png
 from latentkit.viz.lines import line_grid, sample_grid, sample_kind
 from latentkit.viz.samples import conditional_samples, prior_samples, reconstructions
@@ -69,9 +70,7 @@ def _sample_kind(source: FigureSource) -> str:
 
 
 def _check_n(n: int, what: str = "n") -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ConfigError(f"{what} must be a whole number of at least 2, got {n!r}")
-    return n
+    return check(what, n, at_least(2).such_as("8"))
 
 
 def default_pairs(source: FigureSource, ranked: Sequence[str], kl: dict[str, float] | None) -> list[tuple[str, str]]:
