@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import subprocess
 import os
 import signal
 from pathlib import Path
@@ -77,6 +78,10 @@ def test_run_directory_is_self_describing(tmp_path):
     rebuilt = config_from_dict(getattr(importlib.import_module(module), name), config["recipe_config"])
     assert config_to_dict(rebuilt) == config["recipe_config"]
     assert "latentkit" in config["versions"]
+    # the code that trained it: the checkout's commit where latentkit runs from a git checkout (CI and developers)
+    head = subprocess.run(["git", "-C", str(RECIPES.parent), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        assert config["source"]["commit"] == head.stdout.strip() and isinstance(config["source"]["dirty"], bool)
     assert config["experiment"]["model"]["channels"][1]["family"] == "gumbel_softmax"
     line = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     for key in ("loss", "objective", "recon", "kl/cont", "kl/disc", "kl_unit/cont.0", "kl_unit/disc.0",

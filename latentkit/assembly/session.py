@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,24 @@ def _new_run_config(
         "recipe_config": recipe_config,
         "recipe_class": recipe_class,
         "versions": registry.versions(),
+        "source": source_revision(),
     }
+
+
+def source_revision() -> dict | None:
+    """The git commit of the latentkit checkout this run's code came from, and whether it had uncommitted changes.
+
+    Why: a figure quoted from a run is only reproducible with the code that trained it, and a version number does not
+    change between commits. ``None`` when latentkit is not a git checkout (an installed wheel) or git is missing."""
+    root = Path(latentkit.__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(dirty)}
 
 
 def _record_run(
