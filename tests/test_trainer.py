@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import importlib
 import json
-import subprocess
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import attrs
@@ -15,13 +15,13 @@ import torch
 
 from latentkit import cli
 from latentkit.assembly.checkpoint import load_model
+from latentkit.assembly.recipe import apply_overrides, config_from_dict, config_to_dict, load_recipe
+from latentkit.assembly.session import prepare_run
 from latentkit.core import SampleNoise
 from latentkit.errors import ConfigError, LatentkitError
 from latentkit.plugins import hookimpl, register_plugin, unregister_plugin
-from latentkit.assembly.recipe import apply_overrides, config_from_dict, config_to_dict, load_recipe
-from latentkit.assembly.session import prepare_run
-from latentkit.train.checkpoints import list_checkpoints
 from latentkit.train import BaseTask, StepContext, TrainConfig, Trainer
+from latentkit.train.checkpoints import list_checkpoints
 from latentkit.train.trainer import Interrupted, NumericalFault
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -470,8 +470,8 @@ def test_vae_task_trains_a_non_statistics_objective_alone_and_refuses_it_across_
     """An objective that is not a function of batch means (here: a plain Objective) trains in one process; over
     several it cannot be evaluated on the global batch, so the task says so."""
     from latentkit.assembly.build import build_model
-    from latentkit.specs import ChannelSpec, Component, ModelSpec
     from latentkit.core import Objective
+    from latentkit.specs import ChannelSpec, Component, ModelSpec
     from latentkit.train import VAETask
 
     class MeanSquare(Objective):
