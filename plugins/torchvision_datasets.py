@@ -5,7 +5,8 @@ files; ``torchvision.datasets.MNIST(ROOT, download=True)`` puts them there). Not
 
 Each image goes once, at load time, through torchvision's ``resize`` on the PIL image (``Resize(size)``, bilinear with
 PIL's antialiasing) and is kept as uint8: ``images.float() / 255`` equals ``ToTensor()(Resize(size)(pil))`` exactly.
-The 70,000 images of MNIST load in about two seconds.
+The 70,000 images of MNIST load in about two seconds. A split needs only its own two files (``t10k-*`` for ``test``,
+``train-*`` for ``train``): evaluating on the test set does not demand the training files.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import zipfile
 
 import torch
 import torchvision
+from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from latentkit.data.images import resize_gray_array
 from latentkit.data.provider import DatasetProvider, ImageData, missing_data, resolve_root
@@ -40,11 +42,16 @@ class TorchvisionDigits(DatasetProvider):
     def _files(self) -> list[str]:
         return [os.path.splitext(os.path.basename(url))[0] for url, _ in self.tv_class.resources]
 
+    def _split_files(self, split: str) -> tuple[str, str]:
+        """The images and labels files of ``split`` (torchvision's names: ``train-*``, ``t10k-*`` for test)."""
+        prefix = "train" if split == "train" else "t10k"
+        return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+
     def load(self, root: str | os.PathLike | None, split: str = "train") -> ImageData:
         self.check_split(split)
         root = resolve_root(root)
         raw = root / self.tv_class.__name__ / "raw"
-        files = self._files()
+        files = self._split_files(split)  # only this split's: torchvision's class would demand all four
         if not all((raw / f).is_file() for f in files):
             gz = [f + ".gz" for f in files if (raw / (f + ".gz")).is_file() and not (raw / f).is_file()]
             hint = f" The folder holds {', '.join(gz)}: decompress them (gunzip)." if gz else ""
@@ -53,14 +60,14 @@ class TorchvisionDigits(DatasetProvider):
                 root,
                 raw,
                 files,
-                f"These are the uncompressed IDX files of the {self.tv_class.__name__} database.{hint} To fetch them "
+                f"The split {split!r} reads these two of the {self.tv_class.__name__} database's uncompressed IDX "
+                f"files ({', '.join(self._files())}).{hint} To fetch them "
                 f"run `python -c \"import torchvision; torchvision.datasets.{self.tv_class.__name__}("
                 f"{str(root.resolve())!r}, download=True)\"` (needs internet; downloads from "
                 f"{self.tv_class.mirrors[0]}).",
             )
         try:
-            ds = self.tv_class(str(root), train=(split == "train"), download=False)
-            images, labels = ds.data, ds.targets
+            images, labels = (read_image_file(str(raw / files[0])), read_label_file(str(raw / files[1])))
         except (RuntimeError, ValueError, OSError, EOFError, AssertionError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
             raise DataError(
                 f"data set {self.dataset_name!r}: the IDX files in {str(raw.resolve())!r} cannot be read "

@@ -267,3 +267,40 @@ def test_check_plugin_without_hypothesis_names_the_testing_extra():
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert 'pip install "latentkit[testing]"' in result.stderr and "Hypothesis" in result.stderr
+
+
+# --- --dataset and --dataset-option ----------------------------------------------------------------------------------
+def test_an_unknown_dataset_option_names_the_options_the_data_set_has(capsys, tmp_path):
+    ckpt = _checkpoint(tmp_path / "ckpt")
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "accuracy", "--dataset-option", "sise=32")
+    _assert_user_error(code, out, err, "'mnist' has no option 'sise'", "its options are size")
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "accuracy", "--dataset-option", "size=-3")
+    _assert_user_error(code, out, err, "size")
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "accuracy", "--dataset-option", "size")
+    _assert_user_error(code, out, err, "KEY=VALUE", "--dataset-option source=procedural")
+
+
+def test_an_unknown_dataset_name_lists_the_known_ones(capsys, tmp_path):
+    ckpt = _checkpoint(tmp_path / "ckpt")
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "accuracy", "--dataset", "mnsit")
+    _assert_user_error(code, out, err, "'mnsit'", "Did you mean 'mnist'", "fashion_mnist")
+
+
+def test_a_given_dataset_that_does_not_fit_the_model(capsys, tmp_path):
+    ckpt = _checkpoint(tmp_path / "ckpt")
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "accuracy", "--dataset", "dsprites_procedural")
+    _assert_user_error(code, out, err, "(1, 64, 64)", "(1, 32, 32)", "--dataset")
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "accuracy", "--dataset-option", "size=28")
+    _assert_user_error(code, out, err, "(1, 28, 28)", "(1, 32, 32)", "--dataset-option")
+
+
+def test_a_checkpoint_without_dataset_is_told_about_dataset_and_takes_it(capsys, tmp_path):
+    ckpt = _checkpoint(tmp_path / "ckpt", dataset=None)
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "accuracy", "--data-root", str(tmp_path))
+    _assert_user_error(code, out, err, "--dataset NAME")
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "accuracy", "--data-root", str(tmp_path),
+                               "--dataset-option", "size=32")
+    _assert_user_error(code, out, err, "no 'dataset'", "--dataset NAME")
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "accuracy", "--data-root", str(tmp_path),
+                               "--dataset", "mnist")
+    _assert_user_error(code, out, err, "'mnist'", "t10k-images-idx3-ubyte")  # got as far as the data set's files

@@ -326,3 +326,125 @@ def test_random_subset_keeps_labels_with_their_images():
     assert len(sub) == 7 and sub.labels.tolist() == sorted(sub.labels.tolist())
     assert torch.equal(sub.images[:, 0, 0, 0].long(), sub.labels)
     assert torch.equal(sub.factors[:, 0], sub.labels.double() * 2)
+
+
+# --- data-set options on the command line ----------------------------------------------------------------------------
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DSPRITES_SRC = SHARED / "reference_models" / "jointvae-original" / "dsprites"
+TINY_FVAE = ["--option", "factorvae.num_train=200", "--option", "factorvae.num_eval=100",
+             "--option", "factorvae.num_variance_estimate=200", "--option", "factorvae.vote_size=4"]
+
+
+def _original_dsprites_folder(folder: Path) -> Path:
+    """An untrained model in the original JointVAE code's format (``model.pt`` + ``specs.json``) for dSprites: 6
+    continuous units and one 3-way categorical, 64x64 — the layout of the original's released dSprites checkpoint,
+    written by inverting :func:`~latentkit.interop.jointvae_original.convert_state_dict`."""
+    from latentkit.interop.jointvae_original import model_spec_from_original
+
+    specs = {"dataset": "dsprites", "latent_spec": {"cont": 6, "disc": [3]},
+             "cont_capacity": [0.0, 40.0, 300000, 150.0], "disc_capacity": [0.0, 1.1, 300000, 150.0]}
+    torch.manual_seed(0)
+    probe = {"img_to_features.0.weight": torch.zeros(32, 1, 4, 4), "img_to_features.6.weight": torch.zeros(1)}
+    spec, _ = model_spec_from_original(specs, probe)
+    ours = build_model(spec).state_dict()
+    state = {}
+    for i in (0, 2, 4, 6):
+        for p in ("weight", "bias"):
+            state[f"img_to_features.{i}.{p}"] = ours[f"encoder.0.{i}.{p}"]
+            state[f"features_to_img.{i}.{p}"] = ours[f"decoder.2.{i}.{p}"]
+    for p in ("weight", "bias"):
+        state[f"features_to_hidden.0.{p}"] = ours[f"encoder.2.0.{p}"]
+        state[f"latent_to_features.0.{p}"] = ours[f"decoder.0.0.{p}"]
+        state[f"latent_to_features.2.{p}"] = ours[f"decoder.0.2.{p}"]
+        mean, log_var, alphas = ours[f"encoder.3.{p}"].split([6, 6, 3])
+        state.update({f"fc_mean.{p}": mean, f"fc_log_var.{p}": log_var, f"fc_alphas.0.{p}": alphas})
+    folder.mkdir(parents=True)
+    torch.save({k: v.clone() for k, v in state.items()}, folder / "model.pt")
+    (folder / "specs.json").write_text(json.dumps(specs))
+    return folder
+
+
+def _imported_dsprites_scores_on_the_procedural_set(capsys, src: Path, tmp_path: Path) -> None:
+    """``import-jointvae`` then ``evaluate --dataset-option source=procedural`` with no npz anywhere: no config.json
+    edit, the record names both the data set scored on and the one the checkpoint records."""
+    out = tmp_path / "imported"
+    assert main(["import-jointvae", str(src), str(out)]) == 0
+    config_before = (out / "config.json").read_text()
+    assert json.loads(config_before)["dataset"] == {"name": "dsprites", "options": {}}
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    capsys.readouterr()
+    code, stdout, err = _evaluate(capsys, str(out), "--metric", "factorvae", *TINY_FVAE, "--data-root", str(empty),
+                                  "--dataset-option", "source=procedural", "--batch-size", "200")
+    assert code == 0, err
+    assert "data set dsprites (source=\"procedural\")" in stdout
+    record = json.loads((out / "evaluation" / "factorvae.json").read_text())
+    assert record["dataset"] == {"name": "dsprites", "options": {"source": "procedural"}}
+    assert record["checkpoint_dataset"] == {"name": "dsprites", "options": {}}
+    assert record["options"]["num_train"] == 200 and record["options"]["num_eval"] == 100
+    assert 0.0 <= record["results"]["score"] <= 1.0
+    assert (out / "config.json").read_text() == config_before  # nothing edited
+    assert list(empty.iterdir()) == []
+    # without the option the recorded npz is demanded, and the error says where it goes and what else to do
+    code, stdout, err = _evaluate(capsys, str(out), "--metric", "factorvae", *TINY_FVAE, "--data-root", str(empty))
+    assert code == 2 and "dsprites_ndarray" in err and "procedural" in err
+
+
+def test_an_imported_dsprites_checkpoint_evaluates_on_the_procedural_set(capsys, tmp_path):
+    _imported_dsprites_scores_on_the_procedural_set(capsys, _original_dsprites_folder(tmp_path / "original"), tmp_path)
+
+
+def test_the_originals_dsprites_checkpoint_evaluates_on_the_procedural_set(capsys, tmp_path):
+    if not (DSPRITES_SRC / "model.pt").is_file() or not (DSPRITES_SRC / "specs.json").is_file():
+        pytest.skip(f"the original's dSprites checkpoint is absent: expected model.pt and specs.json in "
+                    f"{DSPRITES_SRC} (the fabricated checkpoint of the test above covers the same path)")
+    _imported_dsprites_scores_on_the_procedural_set(capsys, DSPRITES_SRC, tmp_path)
+
+
+def test_dataset_names_another_registered_data_set(capsys, tmp_path, blocks):
+    """``--dataset`` replaces the name and starts from the options given (the recorded ones belong to another data
+    set's provider); the same name keeps the recorded options and updates them."""
+    ckpt = _checkpoint(tmp_path / "ckpt", Component("test_plain"))
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "mig", "--dataset", "test_blocks",
+                               "--option", "num_train=40", "--json", "--no-save")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["dataset"] == "test_blocks" and 0.0 <= report["metrics"]["mig"]["score"] <= 1.0
+
+
+def test_override_dataset_rules():
+    from latentkit.assembly.datasets import override_dataset, parse_dataset_options
+
+    recorded = {"name": "dsprites", "options": {"label_factor": "shape", "n": 10}}
+    assert override_dataset(recorded) == Component("dsprites", {"label_factor": "shape", "n": 10})
+    assert override_dataset(recorded, None, {"source": "procedural", "n": 5}) == Component(
+        "dsprites", {"label_factor": "shape", "n": 5, "source": "procedural"})
+    assert override_dataset(recorded, "dsprites", {"n": 5}).options == {"label_factor": "shape", "n": 5}
+    assert override_dataset(recorded, "dsprites_procedural", {"n": 5}) == Component("dsprites_procedural", {"n": 5})
+    assert override_dataset(None) is None and override_dataset(None, "mnist") == Component("mnist")
+    with pytest.raises(ConfigError, match="--dataset NAME"):
+        override_dataset(None, None, {"n": 5})
+    assert parse_dataset_options(["source=procedural", "n=1000", "label_factor=null", "size=32", "size=64"]) == {
+        "source": "procedural", "n": 1000, "label_factor": None, "size": 64}
+    for bad in ("source", "=3", "a b=1"):
+        with pytest.raises(ConfigError, match="KEY=VALUE"):
+            parse_dataset_options([bad])
+
+
+def test_evaluating_mnist_test_needs_only_the_test_files(capsys, tmp_path, idx_files):
+    """Why: a user with only the t10k files (or evaluating on another machine) must not be asked for the 60,000
+    training images; torchvision's MNIST class checks all four files even for the test split."""
+    root = idx_files(tmp_path / "data", "MNIST", n_test=7)
+    raw = root / "MNIST" / "raw"
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (raw / name).unlink()
+    ckpt = _checkpoint(tmp_path / "ckpt", Component("mnist"))
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "accuracy", "--metric", "kl-ranking",
+                               "--data-root", str(root), "--json", "--no-save")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["split"] == "test" and report["images"] == 7
+    # the training split still says which of its files are missing (and only those are required)
+    code, out, err = _evaluate(capsys, str(ckpt), "--metric", "accuracy", "--split", "train",
+                               "--data-root", str(root), "--no-save")
+    assert code == 2 and "train-images-idx3-ubyte" in err and "'train'" in err

@@ -275,3 +275,42 @@ def test_encode_and_edit_commands(run_dir, tmp_path, capsys):
     assert cli.main(["edit", str(run_dir), str(tmp_path / "x.png"), "--strict", "--latent", "cont.0=1",
                      "--out", str(out)]) == 2
     assert "40x40" in capsys.readouterr().err
+
+
+# --- --dataset and --dataset-option ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def npz_dsprites_checkpoint(tmp_path_factory):
+    """An untrained 64x64 model whose config names the npz dSprites (as an imported checkpoint's does)."""
+    from latentkit.assembly.checkpoint import checkpoint_config, save_model_checkpoint
+    from latentkit.specs import Component
+
+    torch.manual_seed(0)
+    spec = ModelSpec((1, 64, 64), [ChannelSpec("cont", "gaussian", {"units": 2}),
+                                   ChannelSpec("disc", "gumbel_softmax", {"sizes": [3]})],
+                     Component("jointvae_conv", {"hidden": 8}))
+    folder = tmp_path_factory.mktemp("npz") / "ckpt"
+    save_model_checkpoint(folder, build_model(spec), checkpoint_config(spec, dataset=Component("dsprites")))
+    return folder
+
+
+def test_figure_commands_take_dataset_options(npz_dsprites_checkpoint, tmp_path, capsys):
+    """Why: with no npz, the recorded data set cannot be loaded and the figures that need images are skipped; the
+    procedural source given on the command line draws them, with no edit of the checkpoint's config.json."""
+    ckpt, empty = npz_dsprites_checkpoint, tmp_path / "no-data"
+    empty.mkdir()
+    base = ["sample", str(ckpt), "--n", "2", "--recon", "3", "--scale", "1", "--data-root", str(empty)]
+    assert cli.main([*base, "--out", str(tmp_path / "without")]) == 0
+    assert "could not be loaded" in capsys.readouterr().err
+    assert not (tmp_path / "without" / "reconstructions.png").exists()
+    assert cli.main([*base, "--out", str(tmp_path / "with"), "--dataset-option", "source=procedural",
+                     "--dataset-option", "n=20"]) == 0
+    assert "could not be loaded" not in capsys.readouterr().err
+    assert _png_size(tmp_path / "with" / "reconstructions.png")[1] == 2 + 2 * 66  # originals and reconstructions
+    assert cli.main(["plot", str(ckpt), "--out", str(tmp_path / "plot"), "--data-root", str(empty),
+                     "--dataset", "dsprites_procedural", "--dataset-option", "n=20"]) == 0
+    assert "could not be loaded" not in capsys.readouterr().err
+    assert {p.name for p in (tmp_path / "plot").iterdir()} == {"kl-ranking.png", "factor-scatter.png"}  # KL, grid
+    # a wrong option given is an error before any figure, naming the options the data set has
+    assert cli.main(["traverse", str(ckpt), "--out", str(tmp_path / "t"), "--dataset-option", "sorce=procedural"]) == 2
+    err = capsys.readouterr().err
+    assert "'dsprites' has no option 'sorce'" in err and "source" in err and not (tmp_path / "t").exists()

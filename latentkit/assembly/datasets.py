@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from latentkit.specs import Component
 from latentkit.data.provider import DatasetProvider, ImageData
@@ -16,6 +18,51 @@ def as_component(dataset: Component | Mapping | str, what: str = "dataset") -> C
     if isinstance(dataset, Component):
         return dataset
     return Component.from_dict(dataset, what)
+
+
+def parse_dataset_options(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["source=procedural", "n=1000"]`` (``--dataset-option``, repeatable) to ``{"source": "procedural", "n": 1000}``.
+
+    Values are JSON (``1000``, ``0.5``, ``true``, ``null``, ``"text"``), anything else a string, as with ``--set``; a
+    later setting of the same key wins. Whether the data set accepts the keys is checked when it is built
+    (:func:`build_provider`), which lists the options it has."""
+    options: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, raw = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key or not key.isidentifier():
+            raise ConfigError(
+                f"data-set option {item!r} must look like KEY=VALUE with a JSON or plain-text value, e.g. "
+                f"--dataset-option source=procedural or --dataset-option n=1000"
+            )
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    return options
+
+
+def override_dataset(
+    recorded: Component | Mapping | str | None,
+    name: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    what: str = "the checkpoint's dataset",
+) -> Component | None:
+    """The data set entry ``recorded`` (a checkpoint's or recipe's) with a command line's ``--dataset NAME`` and
+    ``--dataset-option KEY=VALUE`` applied; ``None`` when nothing is recorded and no name is given.
+
+    Why the rule: the same ``name`` (or none) keeps the recorded options and updates them with ``options`` (e.g.
+    ``source=procedural`` for a dSprites checkpoint trained on the npz); another ``name`` starts from ``options``
+    alone, since the recorded options belong to another data set's provider and would be rejected by this one."""
+    base = as_component(recorded, what) if recorded else None
+    if name is not None and (base is None or name != base.name):
+        return Component(name, dict(options or {}))
+    if base is None:
+        if options:
+            raise ConfigError(f"data-set options {dict(options)} were given, but {what} names no data set: "
+                              f"name one with --dataset NAME")
+        return None
+    return Component(base.name, {**base.options, **dict(options or {})})
 
 
 def build_provider(dataset: Component | Mapping | str, registry: Registry | None = None) -> DatasetProvider:
@@ -38,3 +85,17 @@ def load_dataset(
     provider = build_provider(dataset, registry)
     provider.check_split(split)
     return provider.load(root, split)
+
+
+def check_given_dataset_fits(dataset: Component, provider: DatasetProvider, model_shape: tuple[int, ...],
+                             where: str) -> None:
+    """A :class:`ConfigError` when a data set given on the command line (``--dataset``, ``--dataset-option``) yields
+    samples of another shape than the model of ``where`` (a folder) reads: the user's choice to fix, said before any
+    work."""
+    shape = tuple(provider.image_shape)
+    if shape != tuple(model_shape):
+        raise ConfigError(
+            f"data set {dataset.name!r} with options {dataset.options} yields samples of shape {shape}, but "
+            f"{where!r} holds a model for {tuple(model_shape)}; choose a data set (--dataset) or options "
+            f"(--dataset-option) that fit it"
+        )

@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint folder with registered metrics on the data set it was trained on.
+"""Evaluate a checkpoint folder with registered metrics on the data set it was trained on (or one given instead).
 
 Metrics follow the protocol of :mod:`latentkit.metrics.base`: a metric that ``needs_ground_truth`` receives the data
 set's factor grid (``provider.ground_truth(data_root)``); one whose ``needs_data`` is false is not given a split (the
@@ -29,7 +29,7 @@ import torch
 import latentkit
 from latentkit._atomic import write_json
 from latentkit.assembly.checkpoint import load_model, resolve_checkpoint
-from latentkit.assembly.datasets import as_component, build_provider
+from latentkit.assembly.datasets import as_component, build_provider, check_given_dataset_fits, override_dataset
 from latentkit.data.provider import DatasetProvider
 from latentkit.devices import resolve_device
 from latentkit.errors import CheckpointError, ConfigError, LatentkitError
@@ -155,16 +155,23 @@ def evaluate_checkpoint(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     save: bool = True,
     max_images: int | None = None,
+    dataset: str | None = None,
+    dataset_options: Mapping[str, Any] | None = None,
 ) -> dict:
-    """Run each metric on the checkpoint's data set (from its ``config.json``'s ``dataset`` entry).
+    """Run each metric on the checkpoint's data set (from its ``config.json``'s ``dataset`` entry), or on the one
+    ``dataset`` and ``dataset_options`` make of it.
 
     ``split``: the data split of metrics that read images (accuracy, kl-ranking, reconstruction); ``None`` takes
     ``test`` where the data set has one, else its first split (dSprites has only ``train``: the paper, like
     disentanglement_lib, scores on the training images). ``max_images``: metrics that read images see a seeded random
     subset of at most that many (the 737,280 dSprites images take minutes to encode on a CPU); ``None``: all.
-    ``options`` maps a metric name to the options it declares. Returns ``{"checkpoint", "dataset", "split", "images",
-    "metrics": {name: {...}}, "options": {name: {...}}, "seconds": {name: s}, "files": {name: path}}`` and, with
-    ``save``, writes each metric's results into ``folder`` (see the module docstring).
+    ``options`` maps a metric name to the options it declares. ``dataset`` (another registered data set's name) and
+    ``dataset_options`` (``{key: value}``) override the recorded entry as
+    :func:`~latentkit.assembly.datasets.override_dataset` says — e.g. ``dataset_options={"source": "procedural"}``
+    scores a dSprites checkpoint trained on the npz on the procedural grid, with no edit of its ``config.json``.
+    Returns ``{"checkpoint", "dataset", "dataset_options", "split", "images", "metrics": {name: {...}}, "options":
+    {name: {...}}, "seconds": {name: s}, "files": {name: path}}`` and, with ``save``, writes each metric's results into
+    ``folder`` (see the module docstring).
 
     The work goes in named steps, each failing before the costlier next one: the metric names and options are checked
     before anything is loaded (:func:`resolve_metrics`), the results folder is checked writable right after the model
@@ -176,12 +183,14 @@ def evaluate_checkpoint(
     registry = registry or get_registry()
     plan = resolve_metrics(metrics, registry, options, batch_size=batch_size, device=device, max_images=max_images)
     model, config = load_checkpoint_model(folder, registry, save=save)
-    inputs = load_evaluation_data(folder, config, model, registry, plan, data_root=data_root, split=split)
+    inputs = load_evaluation_data(folder, config, model, registry, plan, data_root=data_root, split=split,
+                                  dataset=dataset, dataset_options=dataset_options)
     model.to(plan.device)
 
     report: dict[str, Any] = {
         "checkpoint": str(folder),
         "dataset": inputs.dataset.name,
+        "dataset_options": inputs.dataset.options,
         "split": inputs.split if inputs.data is not None else None,
         "images": len(inputs.data) if inputs.data is not None else None,
         "metrics": {},
@@ -295,15 +304,19 @@ def load_evaluation_data(
     *,
     data_root: str | os.PathLike | None,
     split: str | None,
+    dataset: str | None = None,
+    dataset_options: Mapping[str, Any] | None = None,
 ) -> EvaluationData:
-    """Step 3: the data set the checkpoint records, and what of it the metrics read, as :class:`EvaluationData`.
+    """Step 3: the data set the checkpoint records (``dataset`` and ``dataset_options`` override it, see
+    :func:`evaluate_checkpoint`), and what of it the metrics read, as :class:`EvaluationData`.
 
     The split is loaded only when some metric reads images and the factor grid only when some metric needs ground
     truth (a dSprites split is 737,280 images). ``split=None`` takes ``test`` where the data set has one, else its first
     split. Why the checks: a checkpoint that names no data set, one that cannot be built, or one whose samples do not
     fit the model, and a ground-truth metric on a data set without a factor grid, are each a clear error naming the
-    checkpoint or the metric, not a failure deep inside a metric."""
-    dataset, provider = _checkpoint_provider(folder, config, model, registry)
+    checkpoint or the metric, not a failure deep inside a metric. Only the split asked for is loaded: evaluating
+    ``test`` needs the test files alone."""
+    dataset, provider = _checkpoint_provider(folder, config, model, registry, dataset, dataset_options)
 
     def no_ground_truth(name: str) -> ConfigError:
         return ConfigError(
@@ -328,19 +341,30 @@ def load_evaluation_data(
 
 
 def _checkpoint_provider(
-    folder: str | os.PathLike, config: Mapping[str, Any], model: Any, registry: Registry
+    folder: str | os.PathLike, config: Mapping[str, Any], model: Any, registry: Registry,
+    name: str | None = None, options: Mapping[str, Any] | None = None,
 ) -> tuple[Component, DatasetProvider]:
-    """The checkpoint's data set entry and its provider, checked to yield samples of the model's shape."""
-    if not config.get("dataset"):
+    """The checkpoint's data set entry (with the ``--dataset`` ``name`` and ``--dataset-option`` ``options`` given, if
+    any) and its provider, checked to yield samples of the model's shape.
+
+    Why two kinds of error: a bad recorded entry is the checkpoint's fault (:class:`CheckpointError`), a bad name or
+    option given on the command line is the user's, reported as the registry words it (an unknown option lists the
+    options the data set has)."""
+    if not config.get("dataset") and name is None:
         raise CheckpointError(
             f"checkpoint {str(folder)!r} does not record the data set it was trained on (its config.json has no "
-            f"'dataset'), so there is nothing to evaluate it on"
+            f"'dataset'); name one to evaluate it on with --dataset NAME"
         )
+    overridden = name is not None or bool(options)
     try:
-        dataset = as_component(config["dataset"], "the checkpoint's dataset")
+        dataset = override_dataset(config.get("dataset"), name, options)
         provider = build_provider(dataset, registry)
     except LatentkitError as exc:
+        if overridden:
+            raise
         raise CheckpointError(f"checkpoint {str(folder)!r} names a data set latentkit cannot load: {exc}") from None
+    if overridden:
+        check_given_dataset_fits(dataset, provider, model.image_shape, str(folder))
     if tuple(provider.image_shape) != tuple(model.image_shape):
         raise CheckpointError(
             f"checkpoint {str(folder)!r} holds a model for samples of shape {tuple(model.image_shape)}, but its data "
@@ -384,6 +408,7 @@ def write_result(
         "options": outcome.options,
         "seconds": outcome.seconds,
         "dataset": {"name": inputs.dataset.name, "options": inputs.dataset.options},
+        **_recorded_dataset(config, inputs.dataset),
         "split": inputs.split if needs_data(fn) else None,
         "images": len(inputs.data) if reads_data else None,
         "ground_truth": needs_ground_truth(fn),
@@ -399,6 +424,17 @@ def write_result(
     except OSError as exc:
         raise _unwritable(path, exc) from None
     return path
+
+
+def _recorded_dataset(config: Mapping[str, Any], used: Component) -> dict[str, Any]:
+    """``{"checkpoint_dataset": {...}}`` when the data set evaluated on is not the one the checkpoint records (given
+    with --dataset or --dataset-option), else nothing: a record says what the model was trained on beside what it
+    was scored on."""
+    recorded = config.get("dataset")
+    entry = as_component(recorded, "the checkpoint's dataset") if recorded else None
+    if entry == used:
+        return {}
+    return {"checkpoint_dataset": None if entry is None else {"name": entry.name, "options": entry.options}}
 
 
 def random_subset(data: Any, count: int, seed: int = 0) -> Any:

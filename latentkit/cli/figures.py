@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from latentkit.cli.dataset_args import add_dataset_arguments, dataset_override
+
 FIGURES_DIR = "figures"
 
 
@@ -14,6 +16,7 @@ def _common(p: argparse.ArgumentParser, out_help: str | None = None) -> None:
     if out_help:
         p.add_argument("--out", help=out_help)
     p.add_argument("--data-root", help="folder holding the data sets (default: the run's, else $LATENTKIT_DATA or ./data)")
+    add_dataset_arguments(p)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
 
 
@@ -26,7 +29,9 @@ def _grid_options(p: argparse.ArgumentParser, n_help: str, seed_help: str) -> No
 def _source(args: argparse.Namespace):
     from latentkit.viz.source import open_source
 
-    return open_source(args.folder, data_root=args.data_root, device=args.device)
+    dataset, options = dataset_override(args) if hasattr(args, "dataset_option") else (None, {})  # encode, edit: none
+    return open_source(args.folder, data_root=args.data_root, device=args.device, dataset=dataset,
+                       dataset_options=options)
 
 
 def _out_dir(args: argparse.Namespace) -> Path:

@@ -15,6 +15,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from latentkit.cli.dataset_args import add_dataset_arguments, dataset_override
 from latentkit.cli.figures import add_viz_parsers
 from latentkit.cli.plugins import (
     add_plugin_option,
@@ -46,6 +47,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     registry = get_registry()
     metric_fns = {name: registry.metrics.get(name) for name in args.metric}  # unknown name: lists the known ones
     options = parse_option_strings(args.option or [], metric_fns)
+    dataset, dataset_options = dataset_override(args)
     results = evaluate_checkpoint(
         args.checkpoint,
         metrics=args.metric,
@@ -57,6 +59,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         options=options,
         save=not args.no_save,
         max_images=args.max_images,
+        dataset=dataset,
+        dataset_options=dataset_options,
     )
     if args.json:
         print(json.dumps(results, indent=2))
@@ -64,7 +68,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         split = f", split {results['split']}" if results["split"] else ""
         if results.get("images") is not None:
             split += f", {results['images']:,} images"
-        print(f"{results['checkpoint']} (data set {results['dataset']}{split})")
+        given = ", ".join(f"{k}={json.dumps(v)}" for k, v in results.get("dataset_options", {}).items())
+        dataset = f"{results['dataset']} ({given})" if given else results["dataset"]
+        print(f"{results['checkpoint']} (data set {dataset}{split})")
         print(format_table(results))
         for path in results["files"].values():
             print(f"results written to {path}")
@@ -120,6 +126,7 @@ def _add_evaluate_parser(sub) -> None:
         help="metric name (repeatable): accuracy, kl-ranking, factorvae, mig, dci, sap, or a plugin's",
     )
     p.add_argument("--data-root", default=None, help="folder holding the data sets (default $LATENTKIT_DATA or ./data)")
+    add_dataset_arguments(p)
     p.add_argument("--split", default=None, help="data split of metrics that read images (default: test where the data set has it, else its only split)")
     p.add_argument("--batch-size", type=int, default=1000, help="images per encoder batch (default 1000)")
     p.add_argument("--max-images", type=int, default=None,

@@ -7,23 +7,29 @@ cannot be loaded, rather than failing the whole command.
 
 KL per unit — used to order traversal rows and for the ranking figure — is taken from the best source available:
 a saved ``kl-ranking`` evaluation, else the data set's test split (computed now), else the last KL logged in training.
+
+The data set is the one the checkpoint's config records, unless the command names another or changes its options
+(``--dataset``, ``--dataset-option``: see :func:`open_source`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 import torch
 
 from latentkit.assembly.checkpoint import load_model, resolve_checkpoint
 from latentkit.core import JointLatentVAE
-from latentkit.assembly.datasets import as_component, build_provider
-from latentkit.data.provider import ImageData
+from latentkit.assembly.datasets import as_component, build_provider, check_given_dataset_fits, override_dataset
+from latentkit.data.provider import DatasetProvider, ImageData
 from latentkit.devices import resolve_device
 from latentkit.errors import CheckpointError, LatentkitError
+from latentkit.specs import Component
 
 RUN_CONFIG = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -41,7 +47,8 @@ class FigureSource:
 
     Fields: ``folder`` (the folder the user named, run directory or checkpoint folder), ``checkpoint`` (the checkpoint
     folder the weights come from), ``model``, ``config`` (the checkpoint's config.json), ``data_root``, ``device``,
-    ``notices`` (what was skipped or approximated, for the user)."""
+    ``dataset`` (the data set entry given on the command line; None: the one ``config`` records), ``notices`` (what
+    was skipped or approximated, for the user)."""
 
     folder: Path  #: the folder the user named (run directory or checkpoint folder)
     checkpoint: Path  #: the checkpoint folder the weights come from
@@ -49,6 +56,7 @@ class FigureSource:
     config: dict  #: the checkpoint's config.json
     data_root: str | None
     device: torch.device
+    dataset: Component | None = None  #: the data set given on the command line; None: the checkpoint's
     notices: list[str] = attrs.field(factory=list)  #: what was skipped or approximated, for the user
     _splits: dict = attrs.field(factory=dict)
     _kl: tuple | None = None
@@ -69,6 +77,11 @@ class FigureSource:
         """The training step the checkpoint was saved at, as its config records (None if it does not)."""
         return self.config.get("step")
 
+    def provider(self) -> DatasetProvider:
+        """The provider of the data set figures read: :attr:`dataset`, else the checkpoint's (``KeyError`` when the
+        config records none, a :class:`~latentkit.errors.LatentkitError` when it cannot be built)."""
+        return build_provider(self.dataset or as_component(self.config["dataset"], "the checkpoint's dataset"))
+
     def data(self, split: str | None = None) -> ImageData | None:
         """The test split (else train, else the named ``split``) or ``None`` with a notice when it cannot be loaded."""
         splits = [split] if split else ["test", "train"]
@@ -77,7 +90,7 @@ class FigureSource:
             return self._splits[key]
         result, error = None, None
         try:
-            provider = build_provider(as_component(self.config["dataset"], "the checkpoint's dataset"))
+            provider = self.provider()
             for name in splits:
                 if name in provider.splits:
                     result = provider.load(self.data_root, name)
@@ -85,10 +98,12 @@ class FigureSource:
         except (LatentkitError, KeyError, TypeError) as exc:
             error = exc
         if result is None:
-            what = self.config.get("dataset", {}).get("name", "?") if isinstance(self.config.get("dataset"), dict) else "?"
+            recorded = self.config.get("dataset")
+            what = self.dataset.name if self.dataset else recorded.get("name", "?") if isinstance(recorded, dict) else "?"
             self.notices.append(
                 f"data set {what!r} could not be loaded ({error or 'no such split'}); figures that need images were "
-                f"skipped — pass --data-root FOLDER to include them"
+                f"skipped — pass --data-root FOLDER, or --dataset / --dataset-option for another source of the data "
+                f"set, to include them"
             )
         self._splits[key] = result
         return result
@@ -100,8 +115,7 @@ class FigureSource:
             return self._splits["ground_truth"]
         result = None
         try:  # the base provider's ground_truth is None: only data sets with a factor grid give one
-            provider = build_provider(as_component(self.config["dataset"], "the checkpoint's dataset"))
-            result = provider.ground_truth(self.data_root)
+            result = self.provider().ground_truth(self.data_root)
         except (LatentkitError, KeyError, TypeError) as exc:
             self.notices.append(f"the data set's factor grid could not be loaded ({exc}); no factor scatter")
         self._splits["ground_truth"] = result
@@ -159,14 +173,29 @@ def _spread(total: int, n: int) -> torch.Tensor:
 
 
 def open_source(
-    folder: str | os.PathLike, *, data_root: str | os.PathLike | None = None, device: str = "cpu"
+    folder: str | os.PathLike,
+    *,
+    data_root: str | os.PathLike | None = None,
+    device: str = "cpu",
+    dataset: str | None = None,
+    dataset_options: Mapping[str, Any] | None = None,
 ) -> FigureSource:
-    """Load the model of a run directory or checkpoint folder; ``data_root`` defaults to the one the run trained on."""
+    """Load the model of a run directory or checkpoint folder; ``data_root`` defaults to the one the run trained on.
+
+    ``dataset`` (a registered data set's name) and ``dataset_options`` override the checkpoint's recorded data set as
+    :func:`~latentkit.assembly.datasets.override_dataset` says. Why they are checked here: a data set the checkpoint
+    records and cannot be loaded only skips the figures that need images (with a notice), but a name or option the
+    user gave that is wrong, or samples that do not fit the model, is an error before any figure is drawn."""
     folder = Path(folder)
     if not folder.exists():
         raise CheckpointError(f"no such run directory or checkpoint folder: {str(folder)!r}")
     checkpoint = resolve_checkpoint(folder)
     model, config = load_model(folder)
+    entry = None
+    if dataset is not None or dataset_options:
+        entry = override_dataset(config.get("dataset"), dataset, dataset_options)
+        # an unknown name or option: the registry's error lists the known ones
+        check_given_dataset_fits(entry, build_provider(entry), model.image_shape, str(folder))
     dev = resolve_device(device)
     model.to(dev)
     if data_root is None:
@@ -181,4 +210,5 @@ def open_source(
         config=config,
         data_root=None if data_root is None else str(data_root),
         device=dev,
+        dataset=entry,
     )
