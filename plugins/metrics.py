@@ -18,7 +18,11 @@ optional attributes ``needs_ground_truth``, ``needs_data`` and ``options``).
 * ``kl-ranking``: each latent unit's mean KL to its prior on the split, ranked (:mod:`latentkit.metrics.kl`).
 * ``factorvae``, ``mig``, ``dci``, ``sap``: disentanglement metrics on the data set's ground-truth factor grid, with
   disentanglement_lib's protocols and defaults (:mod:`latentkit.metrics.factorvae`, ``.mig``, ``.dci``, ``.sap``).
-  The representation is the Gaussian means plus, per discrete variable, its argmax category.
+  The representation is the Gaussian means plus, per discrete variable, its argmax category. ``factorvae`` compares a
+  discrete column's per-vote Gini variance as it is (``discrete_scale="none"``, the default: disentanglement_lib's
+  convention, the one that reproduces the JointVAE paper's dSprites figure) or divided by its global value
+  (``"global"``, CascadeVAE's), and prunes a column whose spread is below ``prune_threshold`` times its spread under
+  the model's prior (a unit Gaussian's is 1; see :mod:`latentkit.metrics.factorvae`).
 * ``factor-correlation``: per ordered ground-truth factor, the continuous unit most correlated with it on images drawn
   from the grid, with Pearson and Spearman correlations (the paper's Fig. 8a as a number,
   :mod:`latentkit.metrics.correlation`; ``latentkit plot`` draws the scatter).
@@ -32,10 +36,10 @@ from torch import nn
 from latentkit.data.provider import ImageData, as_float_batch
 from latentkit.errors import ConfigError
 from latentkit.metrics import correlation, dci, factorvae, mig, sap
-from latentkit.metrics.mig import compute_mig
 from latentkit.metrics.accuracy import cluster_accuracy, combine_categories, kmeans_clusters
 from latentkit.metrics.base import GroundTruthMetric, ModelRepresentation, resolve_options
 from latentkit.metrics.kl import kl_ranking
+from latentkit.metrics.mig import compute_mig
 from latentkit.metrics.reconstruction import reconstruction
 from latentkit.plugins import hookimpl
 from latentkit.validation import at_least, boolean, check, positive_int
@@ -100,7 +104,7 @@ def kmeans_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000, d
     opts = resolve_options("kmeans-accuracy", KMEANS_DEFAULTS, options)
     k = check("clusters", opts["clusters"], at_least(0), owner="kmeans-accuracy")
     codes, is_discrete, _, labels = _encode_labelled(model, data, batch_size, device, "kmeans-accuracy")
-    k = k or int(len(torch.unique(torch.as_tensor(labels))))
+    k = k or len(torch.unique(torch.as_tensor(labels)))
     if is_discrete.all():
         raise ConfigError("the kmeans-accuracy metric clusters continuous units, but this model has none; use the "
                           "accuracy metric for its discrete code")

@@ -19,7 +19,6 @@ import pytest
 import torch
 
 from latentkit.assembly.build import build_model
-from latentkit.specs import ChannelSpec, Component, ModelSpec
 from latentkit.data.ground_truth import GroundTruthData
 from latentkit.errors import ConfigError
 from latentkit.metrics import (
@@ -31,11 +30,12 @@ from latentkit.metrics import (
     mig_score,
     sap_score,
 )
-from latentkit.metrics.base import resolve_options
+from latentkit.metrics.base import resolve_options, spread
 from latentkit.metrics.correlation import factor_correlation
 from latentkit.metrics.dci import completeness, disentanglement
 from latentkit.metrics.factorvae import variances
 from latentkit.plugins import get_registry
+from latentkit.specs import ChannelSpec, Component, ModelSpec
 
 
 class TinyGrid(GroundTruthData):
@@ -47,11 +47,11 @@ class TinyGrid(GroundTruthData):
 
     @property
     def image_shape(self):
-        return (1, 1, 4)
+        return (1, 1, len(self.factor_sizes))
 
     def images(self, factors):
         self.check_factors(factors)
-        return factors.to(torch.uint8).view(-1, 1, 1, 4)
+        return factors.to(torch.uint8).view(-1, *self.image_shape)
 
     def factor_values(self, factors):
         return factors.double()
@@ -194,7 +194,7 @@ def test_scores_do_not_depend_on_the_order_of_dimensions():
     base = all_scores(lambda: mixed_representation())
     assert 0.4 < base[0]["score"] < 1.0 and 0.05 < base[1]["score"] < 0.9  # an informative, imperfect code
     for perm in ([3, 2, 1, 0], [1, 3, 0, 2]):
-        permuted = all_scores(lambda: mixed_representation(columns=perm))
+        permuted = all_scores(lambda perm=perm: mixed_representation(columns=perm))
         assert permuted[0]["score"] == base[0]["score"]
         assert permuted[0]["train_accuracy"] == base[0]["train_accuracy"]
         assert permuted[1]["score"] == base[1]["score"]
@@ -269,7 +269,8 @@ def test_gini_variance_is_the_pairwise_formula():
     assert v[0] == pytest.approx(gini_variance(cats[0])) and v[1] == pytest.approx(np.var(cats[0], ddof=1))
 
 
-def test_categorical_column_enters_as_its_argmax_category():
+@pytest.mark.parametrize("discrete_scale", ["none", "global"])
+def test_categorical_column_enters_as_its_argmax_category(discrete_scale):
     relabel = np.array([2.0, 0.0, 1.0])  # a categorical latent's categories are an arbitrary labelling of shape
 
     def shape_as_category(images):
@@ -277,13 +278,135 @@ def test_categorical_column_enters_as_its_argmax_category():
         z[:, 0] = relabel[z[:, 0].astype(int)]
         return z, np.array([True, False, False, False])
 
-    fvae = factor_vae_score(GRID, shape_as_category, **FVAE)
+    fvae = factor_vae_score(GRID, shape_as_category, discrete_scale=discrete_scale, **FVAE)
     assert fvae["score"] == 1.0 and fvae["dim_to_factor"]["z0"] == "shape"
+    assert fvae["discrete_scale"] == discrete_scale
     expected_gini = gini_variance(np.repeat([0, 1, 2], 1000))  # about uniform over 3 categories
     assert fvae["global_variance"]["z0"] == pytest.approx(expected_gini, abs=0.01)
     mig = mig_score(GRID, shape_as_category, **MIG)
     assert mig["per_factor"]["shape"] == pytest.approx(mig_score(GRID, identity, **MIG)["per_factor"]["shape"])
     assert mig["top_dim"]["shape"] == "z0"
+
+
+@pytest.mark.parametrize("discrete_scale", ["none", "global"])
+def test_noise_with_a_categorical_column_scores_chance(discrete_scale):
+    """Under ``"none"`` a categorical noise column (raw Gini variance ~1/3) wins nearly every vote over continuous
+    noise (variance ratio ~1); its one factor is then right about 1/F of the time: chance either way."""
+    rng = np.random.default_rng(0)
+
+    def noise_and_category(images):
+        n = images.shape[0]
+        return (np.concatenate([rng.normal(size=(n, F)), rng.integers(0, 3, size=(n, 1))], axis=1),
+                np.array([False] * F + [True]))
+
+    fvae = factor_vae_score(GRID, noise_and_category, discrete_scale=discrete_scale, **FVAE)
+    assert abs(fvae["score"] - 1 / F) < 0.08, fvae
+    votes_for_category = sum(v[F] for v in fvae["train_votes"].values())
+    if discrete_scale == "none":
+        assert votes_for_category > 0.95 * FVAE["num_train"]
+    else:
+        assert votes_for_category < 0.5 * FVAE["num_train"]
+
+
+class Coins(TinyGrid):
+    """Three two-valued factors (fair coins); the image is the factor row itself."""
+
+    factor_names = ("a", "b", "c")
+    factor_sizes = (2, 2, 2)
+    discrete_factors = (True, True, True)
+
+
+def test_the_two_discrete_scales_disagree_as_computed_by_hand():
+    """z0 = a (categorical), z1 = b + c (continuous), fair coins, L = 64. By hand, per vote:
+
+    * a fixed: z0's Gini variance is 0 -> z0 (both conventions);
+    * b fixed (c likewise): z0's per-vote Gini variance ~ p(1-p) L/(L-1) ~ 0.25 (at most 0.254), its global one ~0.25;
+      z1's variance ~0.25 of a global 0.5, ratio ~0.5. ``"global"``: z0 ~1 against z1 ~0.5 -> z1. ``"none"``
+      (disentanglement_lib): z0 0.25 against z1 0.5 -> z0.
+
+    Either comparison flips only if 64 fair coins show fewer than 11 or more than 53 heads (about 1e-8 per vote).
+    So ``"global"`` votes a -> z0, b, c -> z1: score (n_a + max(n_b, n_c)) / n ~ 2/3; ``"none"`` votes every factor
+    -> z0: score max(n_a, n_b, n_c) / n ~ 1/3."""
+
+    def coins(images):
+        f = factors_of(images)
+        return np.stack([f[:, 0], f[:, 1] + f[:, 2]], axis=1), np.array([True, False])
+
+    small = {"num_train": 3000, "num_eval": 1500, "num_variance_estimate": 4000}
+    by = {scale: factor_vae_score(Coins(), coins, discrete_scale=scale, **small) for scale in ("none", "global")}
+    n = {k: sum(v) for k, v in by["global"]["train_votes"].items()}
+    assert by["global"]["train_votes"] == {"a": [n["a"], 0], "b": [0, n["b"]], "c": [0, n["c"]]}
+    assert by["none"]["train_votes"] == {"a": [n["a"], 0], "b": [n["b"], 0], "c": [n["c"], 0]}  # the same k draws
+    total = small["num_train"]
+    assert by["global"]["train_accuracy"] == pytest.approx((n["a"] + max(n["b"], n["c"])) / total)
+    assert by["none"]["train_accuracy"] == pytest.approx(max(n.values()) / total)
+    assert by["global"]["score"] == pytest.approx(2 / 3, abs=0.05)
+    assert by["none"]["score"] == pytest.approx(1 / 3, abs=0.05)
+    assert by["global"]["dim_to_factor"]["z0"] == "a" and "z1" not in by["none"]["dim_to_factor"]
+    assert by["none"]["discrete_scale"] == "none" and by["global"]["discrete_scale"] == "global"
+
+
+# --- pruning relative to the prior ---------------------------------------------------------------------------------
+def _bounded_model():
+    torch.manual_seed(0)
+    spec = ModelSpec(
+        (1, 32, 32),
+        [ChannelSpec("cont", "gaussian", {"units": 2}), ChannelSpec("b", "beta", {"units": 2}),
+         ChannelSpec("rb", "relaxed_bernoulli", {"units": 1}), ChannelSpec("disc", "gumbel_softmax", {"sizes": [3]})],
+        Component("jointvae_conv", {"hidden": 8}),
+    )
+    return build_model(spec)
+
+
+def test_prior_scale_of_each_family():
+    represent = ModelRepresentation(_bounded_model())
+    scale = dict(zip(represent.names, represent.prior_scale))
+    assert scale["cont.0"] == scale["cont.1"] == 1.0  # exactly: unit Gaussians keep the absolute rule
+    assert scale["b.0"] == pytest.approx(1 / np.sqrt(12), rel=0.06)  # Beta(1, 1)'s std, 0.289, snapped to 0.282
+    assert scale["rb.0"] == pytest.approx(0.5, rel=0.06)  # sqrt of a fair coin's Gini variance
+    assert scale["disc.0"] == pytest.approx(np.sqrt(1 / 3), rel=0.06)  # sqrt((1 - 1/K) / 2), K = 3
+    assert represent.prior_scale is represent.prior_scale  # computed once
+
+
+def test_spread_is_robust_to_heavy_tails_only():
+    rng = np.random.default_rng(0)
+    draws = np.stack([rng.normal(size=50_000), rng.laplace(size=50_000), rng.standard_cauchy(size=50_000)], axis=1)
+    s = spread(draws, np.zeros(3, dtype=bool))
+    assert s[0] == pytest.approx(1.0, rel=0.02) and s[1] == pytest.approx(np.sqrt(2), rel=0.02)  # the std
+    assert s[2] == pytest.approx(2 / 1.349, rel=0.03)  # Cauchy(0, 1): IQR 2, not its unbounded std
+
+
+def test_bounded_column_with_small_absolute_but_normal_relative_spread_is_kept():
+    """A Beta unit whose means spread 0.034 over the data (12 % of its prior's 0.28) is in use; one spreading 0.0028
+    (1 %) has collapsed. The absolute 0.05 would prune both; relative to the prior, only the collapsed one goes."""
+    model_represent = ModelRepresentation(_bounded_model())
+    names = model_represent.names  # cont.0 cont.1 b.0 b.1 rb.0 disc.0
+
+    class BetaCodes:
+        prior_scale = model_represent.prior_scale
+
+        def __call__(self, images):
+            f = factors_of(images)
+            z = np.stack([f[:, 1], f[:, 0] - 1.0, 0.5 + 0.02 * (f[:, 2] - 2.5), 0.5 + 0.002 * (f[:, 3] - 2.0),
+                          np.zeros(len(f)), f[:, 3]], axis=1)
+            return z, np.array([False, False, False, False, True, True])
+
+    relative = factor_vae_score(GRID, BetaCodes(), names=names, **FVAE)
+    assert relative["prune_rule"] == "relative to the prior"
+    assert np.sqrt(relative["global_variance"]["b.0"]) < 0.05  # small in absolute terms
+    assert relative["active_dims"] == ["cont.0", "cont.1", "b.0", "disc.0"]  # b.1 collapsed; rb.0 constant
+    assert relative["dim_to_factor"]["b.0"] == "x" and relative["score"] == 1.0
+    assert relative["prior_scale"]["b.0"] == pytest.approx(0.28, abs=0.01)
+
+    plain = BetaCodes()
+    absolute = factor_vae_score(GRID, lambda images: plain(images), names=names, **FVAE)  # no prior_scale: absolute
+    assert absolute["prune_rule"] == "absolute" and absolute["prior_scale"] is None
+    assert absolute["active_dims"] == ["cont.0", "cont.1", "disc.0"] and absolute["score"] < 0.85  # x lost
+    explicit = factor_vae_score(GRID, lambda images: plain(images), names=names,
+                                prior_scale=model_represent.prior_scale, **FVAE)
+    assert explicit["active_dims"] == relative["active_dims"]
+    with pytest.raises(ConfigError, match="prior_scale"):
+        factor_vae_score(GRID, lambda images: plain(images), prior_scale=np.ones(3), **FVAE)
 
 
 def test_mig_does_not_bin_discrete_columns():
@@ -339,6 +462,8 @@ def test_options_are_checked():
         factor_vae_score(GRID, identity, num_train=0)
     with pytest.raises(ConfigError, match="prune_threshold"):
         factor_vae_score(GRID, identity, prune_threshold=-1.0)
+    with pytest.raises(ConfigError, match=r"discrete_scale must be one of 'none', 'global'"):
+        factor_vae_score(GRID, identity, discrete_scale="cascadevae")
     with pytest.raises(ConfigError, match="continuous_factors"):
         sap_score(GRID, identity, continuous_factors="yes")
     with pytest.raises(ConfigError, match="num_trian.*num_train"):
@@ -359,6 +484,7 @@ def test_metrics_are_registered_with_disentanglement_lib_defaults():
         "vote_size": 64, "num_train": 10_000, "num_eval": 5_000, "num_variance_estimate": 10_000
     }
     assert fvae.options["prune_threshold"] == 0.05
+    assert fvae.options["discrete_scale"] == "none"  # the paper's / disentanglement_lib's convention
     assert metrics.get("mig").options["num_train"] == 10_000 and metrics.get("mig").options["num_bins"] == 20
     assert (metrics.get("dci").options["num_train"], metrics.get("dci").options["num_test"]) == (10_000, 5_000)
     sap = metrics.get("sap").options
@@ -408,6 +534,9 @@ def test_registered_metric_runs_on_a_model(name):
     result = get_registry().metrics.get(name)(model, None, batch_size=16, device="cpu", ground_truth=Bars(), **small)
     for key in ("score",) if name != "dci" else ("disentanglement", "completeness"):
         assert 0.0 <= result[key] <= 1.0
+    if name == "factorvae":  # a model's representation prunes relative to its prior
+        assert result["prune_rule"] == "relative to the prior" and result["discrete_scale"] == "none"
+        assert result["prior_scale"]["cont.0"] == 1.0
     assert result.get("images_encoded", result.get("num_points")) > 0
     with pytest.raises(ConfigError, match="image"):
         get_registry().metrics.get(name)(model, None, batch_size=16, ground_truth=GRID, **small)

@@ -16,7 +16,9 @@ of JSON-serialisable values. Three optional attributes tell ``latentkit evaluate
 ``(N, D)`` and a boolean ``(D,)`` flagging the categorical columns — never against a model, so the sanity checks can
 hand it the factors themselves, noise, constants, or permuted, duplicated and rescaled codes.
 :class:`ModelRepresentation` builds one from a model: each continuous channel contributes its Gaussian means (one
-column per unit), each discrete variable one column holding its argmax category (flagged discrete).
+column per unit), each discrete variable one column holding its argmax category (flagged discrete). A representation
+may also have a ``prior_scale`` attribute, ``(D,)``: each column's spread under the prior (the FactorVAE score prunes
+relative to it); :class:`ModelRepresentation` has one, a plain function does not (absolute pruning then).
 """
 
 from __future__ import annotations
@@ -52,6 +54,49 @@ def resolve_options(metric: str, defaults: Mapping[str, Any], given: Mapping[str
         raise ConfigError(f"metric {metric!r} has no option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
                           f"its options are: {known}")
     return {**defaults, **given}
+
+
+# --- spreads of code columns ---------------------------------------------------------------------------------------
+def gini_variance(categories: np.ndarray, axis: int = 0) -> np.ndarray:
+    """``(N^2 - sum_c count_c^2) / (2 N (N - 1))`` of integer-valued ``categories`` along ``axis`` (N >= 2)."""
+    cats = np.moveaxis(np.asarray(categories), axis, -1)
+    n = cats.shape[-1]
+    if n < 2:
+        raise ConfigError(f"the Gini variance needs at least 2 values, got {n}")
+    values = np.unique(cats)
+    sq = np.zeros(cats.shape[:-1], dtype=np.float64)
+    for v in values:  # few categories: one pass each
+        count = (cats == v).sum(-1).astype(np.float64)
+        sq += count * count
+    return (n * n - sq) / (2.0 * n * (n - 1))
+
+
+def variances(codes: np.ndarray, is_discrete: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Per column the variance (ddof=1) along ``axis``, or the Gini variance for discrete columns."""
+    out = np.var(codes, axis=axis, ddof=1)
+    if is_discrete.any():
+        disc = np.flatnonzero(is_discrete)
+        out[..., disc] = gini_variance(np.take(codes, disc, axis=-1), axis=axis)
+    return out
+
+
+def spread(codes: np.ndarray, is_discrete: np.ndarray) -> np.ndarray:
+    """Per column a standard deviation that heavy tails cannot inflate: the sample std (the square root of the Gini
+    variance for a discrete column), or, for a continuous column whose std exceeds 3x its interquartile range over
+    1.349 (the IQR of a unit normal; Cauchy-like tails, where the std of draws measures the largest draw), that robust
+    value. A Gaussian, Laplace, Beta or Student-t(3) column keeps its std."""
+    out = np.sqrt(variances(codes, is_discrete))
+    for col in np.flatnonzero(~is_discrete):
+        q25, q75 = np.quantile(codes[:, col], [0.25, 0.75])
+        robust = (q75 - q25) / 1.349
+        if robust > 0 and not out[col] <= 3 * robust:
+            out[col] = robust
+    return out
+
+
+def snap(value: float, steps_per_decade: int = 20) -> float:
+    """``value`` (> 0) rounded to the nearest ``10 ** (k / steps_per_decade)``: exact at powers of ten."""
+    return float(10.0 ** (round(steps_per_decade * math.log10(value)) / steps_per_decade))
 
 
 # --- representations -------------------------------------------------------------------------------------------------
@@ -111,6 +156,44 @@ class ModelRepresentation:
         self.names: tuple[str, ...] = tuple(names)
         self.is_discrete = np.asarray(flags, dtype=bool)
         self.images_encoded = 0
+        self._prior_scale: np.ndarray | None = None
+
+    #: prior draws behind :attr:`prior_scale`, and their fixed seed (the yardstick is part of a metric's protocol)
+    PRIOR_DRAWS = 50_000
+    PRIOR_SEED = 0
+
+    @property
+    def prior_scale(self) -> np.ndarray:
+        """Each column's spread under the model's prior, ``(D,)``: the yardstick of pruning (FactorVAE score).
+
+        From :attr:`PRIOR_DRAWS` ancestral draws of ``model.latent.prior_sample`` (seed :attr:`PRIOR_SEED`), in the
+        columns' own terms: a continuous column's :func:`spread` of the draws (std; a robust value for Cauchy-like
+        tails), a discrete column's square root of the Gini variance of the drawn categories (a unit's argmax, or
+        ``value > 0.5`` for a one-wide binary unit). Snapped to the nearest twentieth of a decade (``10 ** (k / 20)``,
+        steps of 12 %, finer than the threshold means anything), so Monte-Carlo noise (about 0.3 %) cannot move it: a
+        unit Gaussian's is exactly 1, Beta(1, 1)'s 0.28 (std 0.289), a relaxed Bernoulli unit's 0.50, a uniform K-way
+        categorical's about ``sqrt((1 - 1/K) / 2)`` (0.56 for K = 3), Laplace(0, 1)'s 1.41. Why the prior: a
+        posterior mean's spread over the data is at most the prior's when the aggregate posterior matches the prior
+        (the law of total variance), so the ratio is the share of its prior's range a column uses, comparable across
+        families. A column whose prior spread is 0 or not finite gets 1 (the absolute rule). Computed once, on first
+        use.
+        """
+        if self._prior_scale is None:
+            generator = torch.Generator().manual_seed(self.PRIOR_SEED)
+            with torch.no_grad():
+                draws = self.model.latent.prior_sample(self.PRIOR_DRAWS, generator)
+            parts = []
+            for name, family, _ in self._columns:
+                value = draws[name].detach().cpu().double()
+                if family.is_discrete:
+                    blocks = [value[:, family.unit_slice(unit)] for unit in range(family.unit_count)]
+                    value = torch.stack(
+                        [b.argmax(1) if b.shape[1] > 1 else (b[:, 0] > 0.5).long() for b in blocks], dim=1
+                    ).double()
+                parts.append(value)
+            scale = spread(torch.cat(parts, dim=1).numpy(), self.is_discrete)
+            self._prior_scale = np.array([snap(s) if np.isfinite(s) and s > 0 else 1.0 for s in scale])
+        return self._prior_scale
 
     def _codes(self, params: Mapping[str, Mapping[str, Tensor]]) -> Tensor:
         parts = []

@@ -1,20 +1,40 @@
 """The FactorVAE score (Kim & Mnih 2018), disentanglement_lib's protocol.
 
-1. *Global scale*: encode ``num_variance_estimate`` random images; each code column's variance (ddof=1); columns whose
-   standard deviation is below ``prune_threshold`` are pruned (collapsed units).
+1. *Global scale*: encode ``num_variance_estimate`` random images; each code column's variance (ddof=1); collapsed
+   columns are pruned (see *Pruning*).
 2. *One vote*: pick a factor ``k`` uniformly; draw ``vote_size`` (L) images sharing one random value of ``k`` (the first
-   draw's, as disentanglement_lib does), everything else random; encode; each kept column's variance divided by its
-   global variance; the vote is ``(argmin column, k)``.
+   draw's, as disentanglement_lib does), everything else random; encode; each kept continuous column's variance divided
+   by its global variance (disentanglement_lib divides every column by its global standard deviation); the vote is
+   ``(argmin column, k)``.
 3. ``num_train`` votes make a table; the majority-vote classifier maps each column to its most frequent factor. The
    score is its accuracy on ``num_eval`` fresh votes (``eval_accuracy``; ``train_accuracy`` on the training votes).
 
 Defaults are disentanglement_lib's: L = 64, 10,000 variance points, 10,000 training and 5,000 evaluation votes, prune
-below std 0.05 (the original paper used L = 100 and 800 votes).
+below a spread of 0.05 (the original paper used L = 100 and 800 votes).
 
-**Discrete columns** (a categorical latent's argmax category): neither the paper nor disentanglement_lib says how. As in
-CascadeVAE's published implementation, such a column uses the *Gini variance* ``(N^2 - sum_c count_c^2) / (2 N (N-1))``
-— the variance formula ``sum_{i,j} (x_i - x_j)^2 / (2 N (N-1))`` with the squared distance replaced by "differs" — in
-place of the variance, globally and per vote, normalised (divided by its global value) and pruned the same way.
+**Discrete columns** (a categorical latent's argmax category): such a column uses the *Gini variance*
+``(N^2 - sum_c count_c^2) / (2 N (N-1))`` — the variance formula ``sum_{i,j} (x_i - x_j)^2 / (2 N (N-1))`` with the
+squared distance replaced by "differs" — in place of the variance, globally and per vote. How a vote compares it with
+the continuous columns is ``discrete_scale``:
+
+* ``"none"`` (default): the per-vote Gini variance as it is. This is what disentanglement_lib's protocol does to such a
+  column: it divides every column by its global standard deviation before taking per-vote variances, and relabelling
+  categories changes no Gini variance (a count statistic, not a moment of the column's values). It is the convention
+  that reproduces the JointVAE paper's dSprites figure: 0.6932 on the original's released checkpoint, the paper's 0.69.
+* ``"global"``: the per-vote Gini variance divided by its global value, as continuous columns are (CascadeVAE's
+  published implementation). On the same checkpoint it gives 0.81: an unfixed categorical column then sits near 1 like
+  an unfixed continuous one, where under ``"none"`` it sits at its raw Gini variance (at most ``(1 - 1/K) / 2``) and
+  wins votes for factors it does not hold.
+
+**Pruning**: a column is pruned when its global spread (standard deviation; the square root of the Gini variance for a
+discrete column) is below ``prune_threshold`` times the spread the same column has under the model's *prior* — the
+representation's ``prior_scale`` (:class:`~latentkit.metrics.base.ModelRepresentation` provides it: 1 for a unit
+Gaussian, 0.28 for Beta(1, 1), 0.50 for a relaxed Bernoulli unit, 0.56 for a uniform 3-way categorical). Why relative:
+"collapsed" means "uses a small part of what its prior spans"; an absolute 0.05 is 5 % of a unit Gaussian's spread but
+17 % of a Beta(1, 1)'s, so bounded families would be pruned at a different stage of collapse than Gaussians. A plain
+representation function (no ``prior_scale``) is pruned by the absolute spread (scale 1 for every column), which is
+disentanglement_lib's rule and the relative rule for unit Gaussians. The result records ``prune_rule``
+(``"relative to the prior"`` or ``"absolute"``), the ``prior_scale`` used, and ``discrete_scale``.
 
 **No active column** (a constant representation): disentanglement_lib returns 0. Here the classifier then has no
 feature and predicts the most frequent training factor, so the score is chance, about ``1 / num_factors`` — the value a
@@ -39,10 +59,14 @@ from latentkit.metrics.base import (
     CodeSampler,
     Representation,
     axis_names,
+    gini_variance,
     images_ahead,
     represent_images,
+    variances,
 )
-from latentkit.validation import at_least, check, non_negative_float, positive_int
+from latentkit.validation import at_least, check, non_negative_float, one_of, positive_int
+
+__all__ = ["DEFAULTS", "DISCRETE_SCALES", "NAME", "factor_vae_score", "gini_variance", "prune_yardstick", "variances"]
 
 NAME = "factorvae"
 DEFAULTS = {
@@ -51,33 +75,26 @@ DEFAULTS = {
     "num_eval": 5_000,
     "num_variance_estimate": 10_000,
     "prune_threshold": 0.05,
+    "discrete_scale": "none",
     "seed": 0,
     "chunk_size": DEFAULT_CHUNK,
     "prefetch": True,
 }
+#: how a vote compares a discrete column's Gini variance: as it is (disentanglement_lib), or over its global value
+DISCRETE_SCALES = ("none", "global")
 
 
-def gini_variance(categories: np.ndarray, axis: int = 0) -> np.ndarray:
-    """``(N^2 - sum_c count_c^2) / (2 N (N - 1))`` of integer-valued ``categories`` along ``axis`` (N >= 2)."""
-    cats = np.moveaxis(np.asarray(categories), axis, -1)
-    n = cats.shape[-1]
-    if n < 2:
-        raise ConfigError(f"the Gini variance needs at least 2 values, got {n}")
-    values = np.unique(cats)
-    sq = np.zeros(cats.shape[:-1], dtype=np.float64)
-    for v in values:  # few categories: one pass each
-        count = (cats == v).sum(-1).astype(np.float64)
-        sq += count * count
-    return (n * n - sq) / (2.0 * n * (n - 1))
-
-
-def variances(codes: np.ndarray, is_discrete: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Per column the variance (ddof=1) along ``axis``, or the Gini variance for discrete columns."""
-    out = np.var(codes, axis=axis, ddof=1)
-    if is_discrete.any():
-        disc = np.flatnonzero(is_discrete)
-        out[..., disc] = gini_variance(np.take(codes, disc, axis=-1), axis=axis)
-    return out
+def prune_yardstick(prior_scale: np.ndarray | None, dims: int) -> np.ndarray:
+    """Each column's spread under the prior (``prior_scale``, checked), or 1 for every column without one."""
+    if prior_scale is None:
+        return np.ones(dims)
+    scale = np.asarray(prior_scale, dtype=np.float64).reshape(-1)
+    if scale.shape != (dims,) or not (np.isfinite(scale) & (scale > 0)).all():
+        raise ConfigError(
+            f"a representation's prior_scale must give a positive, finite spread for each of its {dims} columns, got "
+            f"{np.asarray(prior_scale).tolist()}"
+        )
+    return scale
 
 
 def factor_vae_score(
@@ -89,12 +106,19 @@ def factor_vae_score(
     num_eval: int = 5_000,
     num_variance_estimate: int = 10_000,
     prune_threshold: float = 0.05,
+    discrete_scale: str = "none",
     seed: int = 0,
     chunk_size: int = DEFAULT_CHUNK,
     prefetch: bool = True,
     names: tuple[str, ...] | None = None,
+    prior_scale: np.ndarray | None = None,
 ) -> dict:
-    """``{"score", "eval_accuracy", "train_accuracy", "num_active_dims", "active_dims", "dim_to_factor", ...}``."""
+    """``{"score", "eval_accuracy", "train_accuracy", "num_active_dims", "active_dims", "dim_to_factor", ...}``.
+
+    ``prior_scale`` (``(D,)``, positive): each column's spread under the prior, the yardstick of pruning; by default the
+    representation's ``prior_scale`` attribute, and without one the absolute rule (module docstring). ``train_votes``
+    in the result is the training vote table, ``{factor: [votes per column]}``.
+    """
     draws = CodeSampler(NAME, ground_truth, represent, seed, chunk_size, prefetch)
     gt = draws.ground_truth
     vote_size = check("vote_size", vote_size, at_least(2).such_as("64"), NAME)
@@ -102,13 +126,20 @@ def factor_vae_score(
     num_eval = check("num_eval", num_eval, positive_int.such_as("5000"), NAME)
     num_variance_estimate = check("num_variance_estimate", num_variance_estimate, at_least(2).such_as("10000"), NAME)
     prune_threshold = check("prune_threshold", prune_threshold, non_negative_float.such_as("0.05"), NAME)
+    discrete_scale = check("discrete_scale", discrete_scale, one_of(*DISCRETE_SCALES), NAME)
 
     codes, is_discrete, _ = draws.codes(num_variance_estimate)
     global_var = variances(codes, is_discrete)
-    active = (np.sqrt(global_var) >= prune_threshold) & (global_var > 0)
     dims = codes.shape[1]
+    if prior_scale is None:
+        prior_scale = getattr(represent, "prior_scale", None)
+    yardstick = prune_yardstick(prior_scale, dims)
+    active = (np.sqrt(global_var) >= prune_threshold * yardstick) & (global_var > 0)
     names = axis_names(names, dims, "z")
     result = {
+        "discrete_scale": discrete_scale,
+        "prune_rule": "absolute" if prior_scale is None else "relative to the prior",
+        "prior_scale": None if prior_scale is None else {names[i]: float(yardstick[i]) for i in range(dims)},
         "score": 0.0,
         "eval_accuracy": 0.0,
         "train_accuracy": 0.0,
@@ -129,7 +160,9 @@ def factor_vae_score(
     def votes(n_votes: int) -> np.ndarray:
         table = np.zeros((gt.num_factors, dims), dtype=np.int64)
         active_idx = np.flatnonzero(active)
-        scale = global_var[active]
+        scale = global_var[active].copy()
+        if discrete_scale == "none":  # disentanglement_lib: a Gini variance is left as it is
+            scale[is_discrete[active]] = 1.0
         per_chunk = max(1, draws.chunk_size // vote_size)
 
         # Every vote's factors are drawn up front (a few tens of MB), so the chunking never changes the votes.
@@ -158,6 +191,7 @@ def factor_vae_score(
     result["train_accuracy"] = float(train_votes[classifier, cols].sum() / train_votes.sum())
     result["eval_accuracy"] = result["score"] = float(eval_votes[classifier, cols].sum() / eval_votes.sum())
     factor_names = axis_names(gt.factor_names, gt.num_factors, "factor")
+    result["train_votes"] = {factor_names[k]: train_votes[k].tolist() for k in range(gt.num_factors)}
     result["dim_to_factor"] = {
         names[i]: factor_names[classifier[i]] for i in np.flatnonzero(active) if train_votes[:, i].sum() > 0
     }
