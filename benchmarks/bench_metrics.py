@@ -191,6 +191,8 @@ def main(argv=None) -> int:
             timers["encode"] += time.perf_counter() - t0
             return out
 
+        # the model's per-column spread under its prior: factorvae prunes relative to it, as `latentkit evaluate` does
+        timed_represent.prior_scale = represent.prior_scale
         original_images = gt.images
 
         def timed_images(factors, _inner=original_images):
