@@ -57,6 +57,15 @@ class _PluginManager(pluggy.PluginManager):
         return opts
 
 
+def new_plugin_manager() -> pluggy.PluginManager:
+    """An empty plugin manager that knows latentkit's hooks and treats every ``latentkit_*`` method as an implementation
+    (see :class:`_PluginManager`): what a host loads plugins into, and what the trainer relays plain hook objects
+    through."""
+    pm = _PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
 @attrs.frozen
 class _Loaded:
     state: tuple  #: the host's ``_state()`` this was loaded for
@@ -189,8 +198,7 @@ def blocked_by_environment(environ: Mapping[str, str] | None = None) -> list[str
 
 # --- loading ------------------------------------------------------------------------------------------------------
 def _load(state: tuple, extra: Mapping[str, object], blocked: Iterable[str], entry_points: bool) -> _Loaded:
-    pm = _PluginManager(hookspecs.PROJECT)
-    pm.add_hookspecs(hookspecs)
+    pm = new_plugin_manager()
     for name in blocked:
         pm.set_blocked(name)
     failures: list[PluginFailure] = []

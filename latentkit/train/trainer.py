@@ -111,6 +111,8 @@ class Trainer:
         self.extra_modules = {name: self._place(module) for name, module in _checked_extras(task).items()}
         self.optimizer = make_adam(list(self.model.parameters()), config.lr, task.extra_parameter_groups())
         _check_groups_are_saved(self.optimizer, self.model, self.extra_modules)
+        #: every parameter the optimiser updates (its groups are fixed): whose gradients are summed over processes
+        self.trained_parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.checkpoint_metadata = dict(checkpoint_metadata or {})
         data = _as_data(data)
         self.sampler = EpochSampler(len(data), config.batch_size, config.seed, config.drop_last)
@@ -151,10 +153,6 @@ class Trainer:
     def is_main(self) -> bool:
         return self.processes.is_main
 
-    @property
-    def parameters(self) -> list[nn.Parameter]:
-        """Every parameter the optimiser updates."""
-        return [p for group in self.optimizer.param_groups for p in group["params"]]
 
     # --- resume ------------------------------------------------------------------------------------------------------
     def resume_from_latest(self) -> int:
@@ -222,7 +220,7 @@ class Trainer:
             if bad:
                 raise NumericalFault(self._fault_message(step, f"parameters {bad[:3]} are no longer finite")) from exc
             raise
-        self.processes.all_reduce_gradients(self.parameters)
+        self.processes.all_reduce_gradients(self.trained_parameters)
         self._check_loss(loss, step)
         self.optimizer.step()
         self.run.step = step
