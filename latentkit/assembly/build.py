@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from latentkit.specs import Component, ModelSpec
 from latentkit.core import JointLatent, JointLatentVAE, Objective
 from latentkit.plugins import Registry, get_registry
+from latentkit.specs import Component, ModelSpec
 
 
 def build_latent(spec: ModelSpec, registry: Registry | None = None) -> JointLatent:

@@ -17,9 +17,9 @@ from torch import nn
 
 import latentkit
 from latentkit.assembly.build import build_model
-from latentkit.specs import Component, ModelSpec
 from latentkit.errors import CheckpointError, LatentkitError
 from latentkit.plugins import Registry, get_registry
+from latentkit.specs import Component, ModelSpec
 from latentkit.train.checkpoints import (  # noqa: F401  (the folder format is the trainer's; re-exported here)
     CONFIG_FILE,
     FORMAT,

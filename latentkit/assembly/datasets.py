@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from latentkit.specs import Component
+from latentkit.assembly.recipe import json_or_text
 from latentkit.data.provider import DatasetProvider, ImageData
 from latentkit.errors import ConfigError
 from latentkit.plugins import Registry, get_registry
+from latentkit.specs import Component
 
 
 def as_component(dataset: Component | Mapping | str, what: str = "dataset") -> Component:
@@ -35,10 +35,7 @@ def parse_dataset_options(items: Sequence[str] | None) -> dict[str, Any]:
                 f"data-set option {item!r} must look like KEY=VALUE with a JSON or plain-text value, e.g. "
                 f"--dataset-option source=procedural or --dataset-option n=1000"
             )
-        try:
-            options[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            options[key] = raw
+        options[key] = json_or_text(raw)
     return options
 
 

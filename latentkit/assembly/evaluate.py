@@ -15,7 +15,6 @@ each holding ``{"metric", "results", "options", "seconds", "dataset", "split", "
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -30,6 +29,7 @@ import latentkit
 from latentkit._atomic import write_json
 from latentkit.assembly.checkpoint import load_model, resolve_checkpoint
 from latentkit.assembly.datasets import as_component, build_provider, check_given_dataset_fits, override_dataset
+from latentkit.assembly.recipe import json_or_text
 from latentkit.data.provider import DatasetProvider
 from latentkit.devices import resolve_device
 from latentkit.errors import CheckpointError, ConfigError, LatentkitError
@@ -80,10 +80,7 @@ def parse_option_strings(
             raise ConfigError(
                 f"metric option {item!r} must look like METRIC.KEY=VALUE or KEY=VALUE (e.g. factorvae.num_train=2000)"
             )
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
+        value = json_or_text(raw)
         metric, dot, option = key.rpartition(".")
         if dot and metric:
             if metric not in metric_fns:

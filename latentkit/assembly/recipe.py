@@ -117,12 +117,18 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(key: str, raw: str, tp: Any) -> Any:
-    """Parse ``raw`` (JSON, or a bare string) and check it against the field type ``tp``."""
+def json_or_text(raw: str) -> Any:
+    """A command-line value (``--set``, ``--option``, ``--dataset-option``): JSON (``1000``, ``0.5``, ``true``,
+    ``null``, ``[10]``, ``"text"``) when it parses, else the text itself, so ``source=procedural`` needs no quotes."""
     try:
-        value = json.loads(raw)
+        return json.loads(raw)
     except json.JSONDecodeError:
-        value = raw
+        return raw
+
+
+def _coerce(key: str, raw: str, tp: Any) -> Any:
+    """Parse ``raw`` (:func:`json_or_text`) and check it against the field type ``tp``."""
+    value = json_or_text(raw)
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):

@@ -126,9 +126,6 @@ class SampleNoise:
         """The rows ``index`` (a boolean mask or integer indices): the same keys, so the same values, for those rows."""
         return SampleNoise(self.keys[index.to(self.keys.device)])
 
-    def to(self, device: torch.device | str) -> SampleNoise:
-        return SampleNoise(self.keys.to(device))
-
     # --- drawing -----------------------------------------------------------------------------------------------------
     def bits(self, *shape: int, draw: int = 0, device: torch.device | str | None = None) -> Tensor:
         """Uniform 32-bit integers ``(B, *shape)`` (int64 holding values in ``[0, 2**32)``)."""
