@@ -168,10 +168,6 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def _label(name: str, config: dict) -> str:
-    return f"{name}({', '.join(f'{k}={v!r}' for k, v in config.items())})"
-
-
 def _uses_default_example_configs(family_cls: type) -> bool:
     from latentkit.core import LatentFamily
 
@@ -183,6 +179,8 @@ def _buildable_configs(family_cls: Any, failed: Callable[[str, str, str], None])
     """The example configurations ``family_cls`` can be built with; ``failed(check, label, reason)`` once for each
     problem that keeps the suite from running (an abstract class, a broken ``example_configs``, a constructor that
     raises), so that one problem is one line rather than a traceback per property."""
+    from latentkit.testing.conformance import family_label
+
     name = getattr(family_cls, "__name__", repr(family_cls))
     if inspect.isclass(family_cls) and inspect.isabstract(family_cls):
         missing = ", ".join(sorted(family_cls.__abstractmethods__))
@@ -204,11 +202,12 @@ def _buildable_configs(family_cls: Any, failed: Callable[[str, str, str], None])
             family_cls(**config)
         except Exception as exc:  # noqa: BLE001 - reported as one FAIL line, as the suite reports a crash
             if _uses_default_example_configs(family_cls):
-                failed("example_configs", name, f"{_label(name, config)} raised {_one_line(exc)}: {name} does not "
+                label = family_label(family_cls, config)
+                failed("example_configs", name, f"{label} raised {_one_line(exc)}: {name} does not "
                        "override example_configs(), whose default [{}] builds it with no options; override "
                        "example_configs() to return constructor options that build it, e.g. [{'units': 2}]")
             else:
-                failed("construct", _label(name, config), f"the constructor raised {_one_line(exc)} on this "
+                failed("construct", family_label(family_cls, config), f"the constructor raised {_one_line(exc)} on this "
                        "configuration from example_configs(); fix the constructor or the configuration")
         else:
             buildable.append(config)

@@ -173,7 +173,8 @@ class _Subject:
         return params, LatentContext(params=params, samples=samples)
 
 
-def _label(family_cls: type, config: Mapping[str, Any]) -> str:
+def family_label(family_cls: type, config: Mapping[str, Any]) -> str:
+    """How reports name a family built with ``config``, e.g. ``Beta(units=3)``."""
     return f"{family_cls.__name__}({', '.join(f'{k}={v!r}' for k, v in config.items())})"
 
 
@@ -200,7 +201,7 @@ def _resolve_parents(family_cls: type, config: Mapping[str, Any], parents: Any) 
 
 
 def _make_subject(family_cls: type, config: Mapping[str, Any], parents: Any) -> _Subject:
-    label = _label(family_cls, config)
+    label = family_label(family_cls, config)
     family = family_cls(**config)
     assert isinstance(family, LatentFamily), f"{label} is a {type(family).__name__}, not a latentkit LatentFamily"
     deps = tuple(family.depends_on)
@@ -839,7 +840,7 @@ def run_check(
 ) -> CheckResult:
     """Run one check on ``family_cls(**config)``; never raises for a failing family (see :func:`check_family`)."""
     check = CHECKS[check] if isinstance(check, str) else check
-    label = _label(family_cls, config)
+    label = family_label(family_cls, config)
     _last_failure.clear()
     try:
         subject = _make_subject(family_cls, config, parents)
