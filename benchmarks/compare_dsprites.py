@@ -18,7 +18,9 @@ Schedules (``--schedule``):
 Runs go seed by seed (every arm of seed 0, then of seed 1, ...), so an interrupted job leaves comparable pairs; each
 run is ``OUT/ARM/seed-N``, trained and evaluated with the ``latentkit`` commands exactly as a user runs them
 (:func:`latentkit.assembly.sweep.execute`). Restartable: a complete run with results is skipped, an interrupted one resumed.
-Metrics: the FactorVAE score and MIG (each on its own samples of the factor grid), the shape accuracy of the discrete
+Metrics: the FactorVAE score (disentanglement_lib's protocol and the paper's convention for the categorical column:
+10,000 / 5,000 votes of 64 images; its standard error over the votes beside each seed's figure), MIG, DCI
+disentanglement and SAP (each on its own samples of the factor grid), the shape accuracy of the discrete
 code (Hungarian) and of a 3-means of the continuous means (``kmeans-accuracy``, every arm), and the median
 reconstruction BCE — accuracy and BCE on a fixed random 50,000 of the 737,280 images. Writes OUT/summary.md, .json.
 
@@ -56,6 +58,8 @@ ARMS = {
 METRICS = {
     "factorvae.score": "FactorVAE score",
     "mig.score": "MIG",
+    "dci.disentanglement": "DCI dis.",
+    "sap.score": "SAP",
     "accuracy.hungarian": "shape acc. (discrete code)",
     "kmeans-accuracy.hungarian": "shape acc. (3-means of cont. means)",
     "reconstruction.bce_median": "median BCE",
@@ -84,7 +88,7 @@ def channel_settings(recipe, args: argparse.Namespace) -> list[str]:
 
 def arm_spec(arm: str, args: argparse.Namespace, threads: int) -> tuple[SweepSpec, list[str]]:
     recipe = load_recipe(ROOT / ARMS[arm])
-    metrics = ["factorvae", "mig", "kmeans-accuracy", "reconstruction"]
+    metrics = ["factorvae", "mig", "dci", "sap", "kmeans-accuracy", "reconstruction"]
     if recipe.disc_sizes:
         metrics.insert(2, "accuracy")
     options = (f"factorvae.num_train={args.votes[0]}", f"factorvae.num_eval={args.votes[1]}")
@@ -125,6 +129,13 @@ def _cell(values: list[float]) -> str:
     return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def _seed_cell(metrics: dict, key: str) -> str:
+    if key not in metrics:
+        return "—"
+    se = metrics.get(key + "_se")
+    return f"{metrics[key]:.3f}" + (f" ± {se:.3f}" if se is not None else "")
+
+
 def summarise(out: Path, arms: list[str], seeds: list[int], args: argparse.Namespace) -> str:
     records = {(a, s): json.loads(p.read_text()) for a in arms for s in seeds
                if (p := out / a / f"seed-{s}" / RESULT_FILE).is_file()}
@@ -133,7 +144,8 @@ def summarise(out: Path, arms: list[str], seeds: list[int], args: argparse.Names
                 f"γ = {args.gamma:g}; capacities 0 → {args.cont_max:g} / 0 → {args.disc_max:g} nats over "
                 f"{args.ramp_fraction:.0%} of the run")
     lines = [f"Procedural dSprites, {args.steps:,} steps of 64 per run; {schedule}. Mean ± sd over seeds, then each "
-             "seed; wall minutes per run include evaluation.", "",
+             f"seed (FactorVAE ± its standard error over the {args.votes[1]:,} evaluation votes); wall minutes per "
+             "run include evaluation.", "",
              "| objective | runs | " + " | ".join(METRICS.values()) + " | wall min / run |",
              "| --- | --- |" + " ---: |" * (len(METRICS) + 1)]
     per_seed = ["", "| objective | seed | " + " | ".join(METRICS.values()) + " |",
@@ -145,8 +157,7 @@ def summarise(out: Path, arms: list[str], seeds: list[int], args: argparse.Names
         lines.append(f"| {arm} | {len(done)}/{len(seeds)} | " + " | ".join(_cell(values[k]) for k in METRICS)
                      + f" | {statistics.fmean(minutes) if minutes else math.nan:.0f} |")
         for r in done:
-            per_seed.append(f"| {arm} | {r['seed']} | " + " | ".join(
-                f"{r['metrics'][k]:.3f}" if k in r["metrics"] else "—" for k in METRICS) + " |")
+            per_seed.append(f"| {arm} | {r['seed']} | " + " | ".join(_seed_cell(r["metrics"], k) for k in METRICS) + " |")
     text = "\n".join(lines + per_seed) + "\n"
     (out / "summary.md").write_text(text)
     (out / "summary.json").write_text(json.dumps({"steps": args.steps, "schedule": args.schedule,
@@ -169,8 +180,8 @@ def main() -> int:
     parser.add_argument("--ramp-fraction", type=float, default=0.6, help="fixed schedule: ramp over this fraction")
     parser.add_argument("--eval-images", type=int, default=50_000,
                         help="images (a fixed random subset of the 737,280) for the accuracies and reconstruction")
-    parser.add_argument("--votes", type=lambda t: tuple(int(v) for v in t.split(",")), default=(4000, 2000),
-                        help="FactorVAE score: training and evaluation votes (default 4000,2000; the protocol 10000,5000)")
+    parser.add_argument("--votes", type=lambda t: tuple(int(v) for v in t.split(",")), default=(10_000, 5_000),
+                        help="FactorVAE score: training and evaluation votes (default the protocol's 10000,5000)")
     parser.add_argument("--summarise-only", action="store_true", help="tabulate the stored results, train nothing")
     args = parser.parse_args()
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]

@@ -236,6 +236,19 @@ def test_seeded_and_reproducible():
     )
 
 
+def test_score_standard_error_matches_the_spread_over_seeds():
+    """For noise every vote's argmin is uniform whatever its factor, so the score is a binomial proportion over the
+    evaluation votes: its spread over seeds must match ``score_se`` (12 seeds: the sample sd is within ±0.21 of the
+    true one per sigma, so [0.4, 1.8] is beyond three sigmas)."""
+    runs = [factor_vae_score(GRID, noise_representation(s), seed=s, num_train=200, num_eval=1000,
+                             num_variance_estimate=500) for s in range(12)]
+    scores = np.array([r["score"] for r in runs])
+    for r in runs:
+        assert r["score_se"] == pytest.approx(np.sqrt(r["score"] * (1 - r["score"]) / 1000), rel=1e-12)
+    ratio = scores.std(ddof=1) / np.mean([r["score_se"] for r in runs])
+    assert 0.4 < ratio < 1.8, (scores, ratio)
+
+
 def test_chunking_and_prefetching_do_not_change_the_results():
     """Images are drawn and encoded many votes at a time, the next chunk generated while the current one is encoded:
     speed and memory settings, not part of the protocol — with the same seed the votes are the same."""

@@ -8,6 +8,8 @@
    ``(argmin column, k)``.
 3. ``num_train`` votes make a table; the majority-vote classifier maps each column to its most frequent factor. The
    score is its accuracy on ``num_eval`` fresh votes (``eval_accuracy``; ``train_accuracy`` on the training votes).
+   ``score_se`` is its standard error over those votes, ``sqrt(p (1 - p) / num_eval)`` (the votes are independent given
+   the classifier), so two figures can be told apart from vote noise: at 5,000 votes and p = 0.7 it is 0.0065.
 
 Defaults are disentanglement_lib's: L = 64, 10,000 variance points, 10,000 training and 5,000 evaluation votes, prune
 below a spread of 0.05 (the original paper used L = 100 and 800 votes).
@@ -66,7 +68,16 @@ from latentkit.metrics.base import (
 )
 from latentkit.validation import at_least, check, non_negative_float, one_of, positive_int
 
-__all__ = ["DEFAULTS", "DISCRETE_SCALES", "NAME", "factor_vae_score", "gini_variance", "prune_yardstick", "variances"]
+__all__ = [
+    "DEFAULTS",
+    "DISCRETE_SCALES",
+    "NAME",
+    "factor_vae_score",
+    "gini_variance",
+    "prune_yardstick",
+    "variances",
+    "vote_standard_error",
+]
 
 NAME = "factorvae"
 DEFAULTS = {
@@ -95,6 +106,11 @@ def prune_yardstick(prior_scale: np.ndarray | None, dims: int) -> np.ndarray:
             f"{np.asarray(prior_scale).tolist()}"
         )
     return scale
+
+
+def vote_standard_error(accuracy: float, num_votes: int) -> float:
+    """The binomial standard error of an accuracy over ``num_votes`` independent votes."""
+    return float(np.sqrt(accuracy * (1.0 - accuracy) / num_votes))
 
 
 def factor_vae_score(
@@ -141,6 +157,7 @@ def factor_vae_score(
         "prune_rule": "absolute" if prior_scale is None else "relative to the prior",
         "prior_scale": None if prior_scale is None else {names[i]: float(yardstick[i]) for i in range(dims)},
         "score": 0.0,
+        "score_se": 0.0,
         "eval_accuracy": 0.0,
         "train_accuracy": 0.0,
         "num_active_dims": int(active.sum()),
@@ -154,6 +171,7 @@ def factor_vae_score(
         guess = np.bincount(train_k, minlength=gt.num_factors).argmax()
         result["train_accuracy"] = float(np.mean(train_k == guess))
         result["eval_accuracy"] = result["score"] = float(np.mean(eval_k == guess))
+        result["score_se"] = vote_standard_error(result["score"], num_eval)
         result["images_encoded"] = num_variance_estimate
         return result
 
@@ -190,6 +208,7 @@ def factor_vae_score(
     eval_votes = votes(num_eval)
     result["train_accuracy"] = float(train_votes[classifier, cols].sum() / train_votes.sum())
     result["eval_accuracy"] = result["score"] = float(eval_votes[classifier, cols].sum() / eval_votes.sum())
+    result["score_se"] = vote_standard_error(result["score"], num_eval)
     factor_names = axis_names(gt.factor_names, gt.num_factors, "factor")
     result["train_votes"] = {factor_names[k]: train_votes[k].tolist() for k in range(gt.num_factors)}
     result["dim_to_factor"] = {
