@@ -3,7 +3,7 @@
     python benchmarks/throughput.py                  # the full run (about 15 minutes on 2 CPU cores)
     python benchmarks/throughput.py --quick          # development: fewer steps and repeats (under 5 minutes)
     python benchmarks/throughput.py --json out.json  # also write the figures as JSON
-    python benchmarks/throughput.py --device cuda    # on a GPU machine (adds bfloat16 autocast variants)
+    python benchmarks/throughput.py --device cuda    # on a GPU machine
 
 Two configurations: MNIST-32 (10 continuous units + one 10-way variable) and dSprites-64 (6 + one 3-way). Two
 comparisons, both reported, medians over repeats, baseline and latentkit alternated so drift hits both alike:
@@ -25,9 +25,15 @@ tensors), its loss (BCE over H·W, batch-mean KL, ``min`` capacities, divided by
 original's ``Variable(..., volatile=True)`` is a no-op since PyTorch 0.4). Inputs: random binary images of the right
 shape, made once.
 
-Also: the 2048x2048 float32 matmul rate measured in the same run (the practical compute ceiling), each model's FLOPs per
-image (counted by ``torch.utils.flop_counter``), the FLOP utilisation, and each worker's peak resident memory. Compile
-is not used on the CPU (torch.compile measured no faster here for these networks; see docs/performance.md).
+**bfloat16 rows**: latentkit with ``train.precision=bfloat16`` (training) and ``reconstruct(..., precision="bfloat16")``
+(inference), as used and in the same environment, against the same float32 baseline (the original computes in float32;
+the targets are ratios to it). The machine line names the CPU and how it computes bfloat16 (``amx_bf16``,
+``avx512_bf16`` or ``emulated``); emulated rows are marked: software bfloat16 is no result.
+
+Also: the 2048x2048 matmul rate in float32 and in bfloat16 measured in the same run (the practical compute ceiling of
+each dtype), each model's FLOPs per image (counted by ``torch.utils.flop_counter``), the FLOP utilisation (of the ceiling
+of the dtype the row computes in), and each worker's peak resident memory. Compile is not used on the CPU
+(torch.compile measured no faster here for these networks, in float32 and in bfloat16; see docs/performance.md).
 """
 
 from __future__ import annotations
@@ -51,6 +57,12 @@ CONFIGS = {  # recipe, image shape, continuous units, discrete sizes, data set u
                    ['dataset_options={"source": "procedural", "label_factor": "shape", "n": 20000}']),
 }
 BATCH = 64
+#: what each configuration measures: (worker side, precision) per key of the results
+SIDES = {
+    "baseline_train": ("baseline", "float32"), "latentkit_train": ("latentkit", "float32"),
+    "bf16_train": ("latentkit", "bfloat16"), "baseline_infer": ("baseline", "float32"),
+    "latentkit_infer": ("latentkit", "float32"), "bf16_infer": ("latentkit", "bfloat16"),
+}
 LOG_EVERY = 50
 INFER_IMAGES = 4096
 
@@ -154,7 +166,7 @@ def baseline_inference(image_shape, n_cont, disc, device):
 # --- latentkit: the trainer and the inference path as the CLI runs them ----------------------------------------------
 
 
-def latentkit_trainer(config: str, steps: int, device: str, amp: bool = False):
+def latentkit_trainer(config: str, steps: int, device: str, precision: str = "float32"):
     """A Trainer built by ``prepare_run`` from the paper's recipe, as ``latentkit train`` builds it."""
     from latentkit.assembly.recipe import apply_overrides, load_recipe
     from latentkit.assembly.session import prepare_run
@@ -162,13 +174,13 @@ def latentkit_trainer(config: str, steps: int, device: str, amp: bool = False):
     recipe, *_, data = CONFIGS[config]
     cfg = load_recipe(ROOT / "recipes" / recipe)
     sets = data + [f"train.steps={steps}", f"train.log_every={LOG_EVERY}", "train.checkpoint_every=10000000",
-                   "train.figures_every=0", f'train.device="{device}"', f"train.amp={'true' if amp else 'false'}"]
+                   "train.figures_every=0", f'train.device="{device}"', f'train.precision="{precision}"']
     experiment = apply_overrides(cfg, sets).experiment()
     out = Path(tempfile.mkdtemp(prefix="latentkit-bench-")) / "run"
     return prepare_run(experiment, out=str(out), quiet=True)
 
 
-def time_trainer(config: str, warmup: int, steps: int, device: str, amp: bool = False) -> float:
+def time_trainer(config: str, warmup: int, steps: int, device: str, precision: str = "float32") -> float:
     """Images/s of ``Trainer.fit()`` between the end of step ``warmup`` and step ``warmup + steps``, timed by a plugin
     on the ``latentkit_step_end`` hook (registered before the trainer is built, as plugins are)."""
     from latentkit.plugins import hookimpl, register_plugin, unregister_plugin
@@ -183,13 +195,13 @@ def time_trainer(config: str, warmup: int, steps: int, device: str, amp: bool = 
 
     name = register_plugin(Timer(), name="bench-timer")
     try:
-        latentkit_trainer(config, warmup + steps, device, amp).fit()
+        latentkit_trainer(config, warmup + steps, device, precision).fit()
     finally:
         unregister_plugin(name)
     return steps * BATCH / (marks[warmup + steps] - marks[warmup])
 
 
-def latentkit_inference(config: str, device: str):
+def latentkit_inference(config: str, device: str, precision: str = "float32"):
     import torch
 
     from latentkit.assembly.build import build_model
@@ -201,7 +213,7 @@ def latentkit_inference(config: str, device: str):
                                    ChannelSpec("disc", "gumbel_softmax", {"sizes": disc})], Component("jointvae_conv"))
     model = build_model(spec).to(device)
     images = (torch.rand(INFER_IMAGES, *image_shape) > 0.5).to(torch.uint8).mul_(255).to(device)
-    return lambda: reconstruct(model, images, device=device)
+    return lambda: reconstruct(model, images, device=device, precision=precision)
 
 
 def time_calls(fn, n_images: int, warmup: int = 1, repeats: int = 3) -> float:
@@ -238,7 +250,7 @@ def worker(args) -> dict:
     result = {"allocator": allocator, "threads": torch.get_num_threads()}
     if args.what == "train":
         if args.side == "latentkit":
-            result["images_per_s"] = time_trainer(args.config, args.warmup, args.steps, args.device, args.amp)
+            result["images_per_s"] = time_trainer(args.config, args.warmup, args.steps, args.device, args.precision)
         else:
             step = baseline_trainer(image_shape, n_cont, disc, args.device)
             for s in range(1, args.warmup + 1):
@@ -250,7 +262,7 @@ def worker(args) -> dict:
             sync(args.device)
             result["images_per_s"] = args.steps * BATCH / (time.perf_counter() - t)
     else:
-        run = latentkit_inference(args.config, args.device) if args.side == "latentkit" else \
+        run = latentkit_inference(args.config, args.device, args.precision) if args.side == "latentkit" else \
             baseline_inference(image_shape, n_cont, disc, args.device)
         result["images_per_s"] = time_calls(run, INFER_IMAGES)
     result["peak_rss_mib"] = peak_rss_mib()
@@ -270,12 +282,12 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_worker(config: str, side: str, what: str, steps: int, warmup: int, device: str, amp: bool = False) -> dict:
+def run_worker(config: str, side: str, what: str, steps: int, warmup: int, device: str,
+               precision: str = "float32") -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "LATENTKIT_MALLOC"}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--config", config, "--side", side,
            "--what", what, "--steps", str(steps), "--warmup", str(warmup), "--device", device]
-    if amp:
-        cmd.append("--amp")
+    cmd += ["--precision", precision]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"worker {' '.join(cmd[2:])} failed:\n{proc.stderr[-3000:]}")
@@ -290,7 +302,8 @@ def same_env(config: str, steps: int, warmup: int, repeats: int, device: str) ->
     base_train = baseline_trainer(image_shape, n_cont, disc, device)
     base_infer = baseline_inference(image_shape, n_cont, disc, device)
     ours_infer = latentkit_inference(config, device)
-    rates = {"baseline_train": [], "latentkit_train": [], "baseline_infer": [], "latentkit_infer": []}
+    ours_infer_bf16 = latentkit_inference(config, device, "bfloat16")
+    rates = {key: [] for key in SIDES}
     s0 = 0
 
     def baseline_rate() -> float:
@@ -308,8 +321,10 @@ def same_env(config: str, steps: int, warmup: int, repeats: int, device: str) ->
     jobs = {
         "baseline_train": baseline_rate,
         "latentkit_train": lambda: time_trainer(config, warmup, steps, device),
+        "bf16_train": lambda: time_trainer(config, warmup, steps, device, "bfloat16"),
         "baseline_infer": lambda: time_calls(base_infer, INFER_IMAGES, repeats=1),
         "latentkit_infer": lambda: time_calls(ours_infer, INFER_IMAGES, repeats=1),
+        "bf16_infer": lambda: time_calls(ours_infer_bf16, INFER_IMAGES, repeats=1),
     }
     for r in range(repeats):  # ABBA: which side goes first alternates
         for key in list(jobs)[:: 1 if r % 2 == 0 else -1]:
@@ -447,10 +462,10 @@ def flops_per_image(config: str) -> dict:
     return {"train": train, "infer": counter.get_total_flops() / BATCH}
 
 
-def matmul_ceiling(device: str, repeats: int = 5) -> float:
+def matmul_ceiling(device: str, repeats: int = 5, dtype: str = "float32") -> float:
     import torch
 
-    a, b = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
+    a, b = (torch.randn(2048, 2048, device=device, dtype=getattr(torch, dtype)) for _ in range(2))
     rates = []
     for _ in range(repeats + 1):
         sync(device)
@@ -481,6 +496,9 @@ def machine() -> dict:
         pass
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
+    from latentkit.precision import bfloat16_support
+
+    info["bfloat16"] = bfloat16_support("cuda" if torch.cuda.is_available() else "cpu")["how"]
     return info
 
 
@@ -501,7 +519,7 @@ def main() -> None:
     parser.add_argument("--what", choices=["train", "infer"], help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--amp", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args)))
@@ -526,26 +544,24 @@ def main() -> None:
     results: dict = {"machine": machine(), "device": args.device, "repeats": repeats, "steps": steps}
     t_start = time.perf_counter()
     results["matmul_gflops"] = matmul_ceiling(args.device) / 1e9
-    print(f"matmul 2048x2048 float32: {results['matmul_gflops']:.0f} GFLOP/s ({results['machine']})", flush=True)
+    results["matmul_gflops_bf16"] = matmul_ceiling(args.device, dtype="bfloat16") / 1e9
+    print(f"matmul 2048x2048: float32 {results['matmul_gflops']:.0f} GFLOP/s, bfloat16 "
+          f"{results['matmul_gflops_bf16']:.0f} GFLOP/s ({results['machine']})", flush=True)
     for config in configs:
         n = steps[config]
         flops = flops_per_image(config)
-        as_used = {key: [] for key in ("baseline_train", "latentkit_train", "baseline_infer", "latentkit_infer")}
+        as_used: dict[str, list[float]] = {key: [] for key in SIDES}
         peaks: dict[str, float] = {}
-        for r in range(repeats):  # A/B alternated, and which goes first alternates too (ABBA: load drift is fair)
-            for side in ("baseline", "latentkit")[:: 1 if r % 2 == 0 else -1]:
-                for what in ("train", "infer"):
-                    res = run_worker(config, side, what, n, warmup, args.device)
-                    as_used[f"{side}_{what}"].append(res["images_per_s"])
-                    peaks[f"{side}_{what}"] = max(peaks.get(f"{side}_{what}", 0), res["peak_rss_mib"])
+        for r in range(repeats):  # alternated, and which goes first alternates too (ABBA: load drift is fair)
+            for key in list(SIDES)[:: 1 if r % 2 == 0 else -1]:
+                side, precision = SIDES[key]
+                res = run_worker(config, side, key.rsplit("_", 1)[1], n, warmup, args.device, precision)
+                as_used[key].append(res["images_per_s"])
+                peaks[key] = max(peaks.get(key, 0), res["peak_rss_mib"])
             print(f"  {config} as used, repeat {r + 1}/{repeats}: " + ", ".join(
                 f"{k} {v[-1]:.0f}" for k, v in as_used.items()), flush=True)
         entry = {"flops_per_image": flops, "as_used": {k: statistics.median(v) for k, v in as_used.items()},
                  "as_used_samples": as_used, "peak_rss_mib": peaks}
-        if args.device == "cuda":
-            amp = [run_worker(config, "latentkit", "train", n, warmup, args.device, amp=True)["images_per_s"]
-                   for _ in range(repeats)]
-            entry["latentkit_train_bf16_autocast"] = statistics.median(amp)
         tune_allocator()  # same environment: the launcher's allocator for both, in this process
         entry["same_env"] = same_env(config, n, warmup, repeats, args.device)
         entry["trainer_direct"] = direct_vs_plain(config, n, warmup, repeats, args.device)
@@ -554,8 +570,12 @@ def main() -> None:
         entry["infer_ratio_as_used"] = au["latentkit_infer"] / au["baseline_infer"]
         entry["train_ratio_same_env"] = se["latentkit_train"] / se["baseline_train"]
         entry["infer_ratio_same_env"] = se["latentkit_infer"] / se["baseline_infer"]
-        ceiling = results["matmul_gflops"] * 1e9
-        entry["flop_utilisation"] = {k: au[k] * flops["train" if "train" in k else "infer"] / ceiling for k in au}
+        for what in ("train", "infer"):
+            entry[f"bf16_{what}_ratio_as_used"] = au[f"bf16_{what}"] / au[f"baseline_{what}"]
+            entry[f"bf16_{what}_ratio_same_env"] = se[f"bf16_{what}"] / se[f"baseline_{what}"]
+        ceilings = {"float32": results["matmul_gflops"] * 1e9, "bfloat16": results["matmul_gflops_bf16"] * 1e9}
+        entry["flop_utilisation"] = {k: au[k] * flops["train" if "train" in k else "infer"] / ceilings[SIDES[k][1]]
+                                     for k in au}
         results[config] = entry
     results["wall_s"] = time.perf_counter() - t_start
     print_table(results, configs)
@@ -565,24 +585,27 @@ def main() -> None:
 
 
 def print_table(results: dict, configs: list[str]) -> None:
-    print(f"\n{results['machine']}; device {results['device']}; matmul ceiling {results['matmul_gflops']:.0f} GFLOP/s; "
+    emulated = results["machine"].get("bfloat16") == "emulated"
+    print(f"\n{results['machine']}; device {results['device']}; matmul ceiling float32 "
+          f"{results['matmul_gflops']:.0f} GFLOP/s, bfloat16 {results['matmul_gflops_bf16']:.0f} GFLOP/s; "
           f"medians of {results['repeats']} repeats; wall {results['wall_s']:.0f} s")
-    head = f"| {'configuration':<22} | {'baseline':>9} | {'latentkit':>9} | {'ratio':>6} | {'latentkit % of ceiling':>22} |"
+    if emulated:
+        print("this CPU has no native bfloat16 (no avx512_bf16, no amx_bf16): the bf16 rows are emulated, not results")
+    head = f"| {'configuration':<36} | {'baseline':>9} | {'latentkit':>9} | {'ratio':>6} | {'latentkit % of ceiling':>22} |"
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for config in configs:
         e = results[config]
         for what in ("train", "infer"):
-            for mode in ("as_used", "same_env"):
-                b, o = e[mode][f"baseline_{what}"], e[mode][f"latentkit_{what}"]
-                util = e["flop_utilisation"][f"latentkit_{what}"] if mode == "as_used" else float("nan")
-                label = f"{config} {what} {mode.replace('_', ' ')}"
-                util_s = f"{util:.0%}" if not math.isnan(util) else ""
-                print(f"| {label:<22} | {b:9.0f} | {o:9.0f} | {o / b:5.2f}x | {util_s:>22} |")
+            for side, tag in (("latentkit", ""), ("bf16", " bf16" + ("(emul.)" if emulated else ""))):
+                for mode in ("as_used", "same_env"):
+                    b, o = e[mode][f"baseline_{what}"], e[mode][f"{side}_{what}"]
+                    util = e["flop_utilisation"][f"{side}_{what}"] if mode == "as_used" else float("nan")
+                    label = f"{config} {what}{tag} {mode.replace('_', ' ')}"
+                    util_s = f"{util:.0%}" if not math.isnan(util) else ""
+                    print(f"| {label:<36} | {b:9.0f} | {o:9.0f} | {o / b:5.2f}x | {util_s:>22} |")
         if "trainer_direct" in e:
             print_direct(config, e["trainer_direct"])
-        if "latentkit_train_bf16_autocast" in e:
-            print(f"| {config + ' train bf16':<22} | {'':>9} | {e['latentkit_train_bf16_autocast']:9.0f} | | |")
         peaks = ", ".join(f"{k} {v:.0f}" for k, v in e["peak_rss_mib"].items())
         print(f"  {config}: FLOPs per image train {e['flops_per_image']['train'] / 1e6:.1f} M, inference "
               f"{e['flops_per_image']['infer'] / 1e6:.1f} M; peak RSS MiB: {peaks}")

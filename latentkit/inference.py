@@ -8,7 +8,8 @@ The original code's evaluation runs in eval mode with autograd still recording (
 since PyTorch 0.4), at the training batch of 64. Here, :func:`torch.inference_mode` skips autograd altogether, batches
 of :data:`DEFAULT_BATCH` images keep oneDNN's convolutions busy while the activations still fit in the caches of a
 small CPU (256 measured faster than both 64 and 1,000 on 2 cores; ``benchmarks/throughput.py``), and the model runs in
-``channels_last`` on the CPU as the trainer does. Values are the same float32 computation as a plain forward pass.
+``channels_last`` on the CPU as the trainer does. Values are the same float32 computation as a plain forward pass;
+``precision="bfloat16"`` trades exactness for speed where the hardware computes bfloat16 (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 
 from latentkit.data.provider import as_float_batch
 from latentkit.devices import use_channels_last
+from latentkit.precision import autocast
 
 #: Images per forward pass for inference on the CPU.
 DEFAULT_BATCH = 256
@@ -30,12 +32,15 @@ def reconstruct(
     batch_size: int = DEFAULT_BATCH,
     device: str | torch.device | None = None,
     channels_last: bool | None = None,
+    precision: str = "float32",
 ) -> Tensor:
     """Decode each image's representative latent (the encoder's mean, the most probable category), ``(N, C, H, W)``
     float32 on the CPU. ``images`` are uint8 (0..255) or float in [0, 1]; the model's mode is restored afterwards.
 
     With ``channels_last`` (default: on the CPU) the model's 4-D weights are put in that layout — their values are
-    unchanged, and a second call finds them ready."""
+    unchanged, and a second call finds them ready. ``precision="bfloat16"`` runs the networks under bfloat16 autocast
+    (:mod:`latentkit.precision`; the result is still float32); ``"float32"`` adds nothing, so a caller's own autocast
+    region still applies."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if channels_last is None:
         channels_last = use_channels_last("auto", device)
@@ -46,7 +51,7 @@ def reconstruct(
     model.eval()
     out = []
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(precision, device):
             for start in range(0, images.shape[0], batch_size):
                 x = as_float_batch(images[start : start + batch_size].to(device))
                 x = x.contiguous(memory_format=fmt if x.dim() == 4 else torch.contiguous_format)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from einops.layers.torch import Rearrange
 from torch import nn
 
-from latentkit.core import ImageShape, NetworkFamily
+from latentkit.core import ImageShape, NetworkFamily, Sigmoid32
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
 from latentkit.validation import check, positive_int
@@ -73,7 +73,7 @@ class JointVAEConv(NetworkFamily):
         layers: list[nn.Module] = []
         if size == 64:
             layers += [_deconv(64, 64), nn.ReLU(inplace=True)]
-        layers += [_deconv(64, 32), nn.ReLU(inplace=True), _deconv(32, 32), nn.ReLU(inplace=True), _deconv(32, channels), nn.Sigmoid()]
+        layers += [_deconv(64, 32), nn.ReLU(inplace=True), _deconv(32, 32), nn.ReLU(inplace=True), _deconv(32, channels), Sigmoid32()]
         return nn.Sequential(
             nn.Sequential(nn.Linear(in_features, self.hidden), nn.ReLU(inplace=True), nn.Linear(self.hidden, 64 * 4 * 4), nn.ReLU(inplace=True)),
             Rearrange("b (c h w) -> b c h w", c=64, h=4, w=4),

@@ -16,7 +16,7 @@ import math
 
 from torch import nn
 
-from latentkit.core import ImageShape, NetworkFamily
+from latentkit.core import ImageShape, NetworkFamily, Sigmoid32
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
 from latentkit.validation import check, one_of, positive_int
@@ -71,7 +71,7 @@ class MLP(NetworkFamily):
             nn.Sequential(*self._stack(in_features)),
             nn.Linear(self.hidden, math.prod(shape)),
             nn.Unflatten(1, shape),
-            nn.Sigmoid() if self.output == "sigmoid" else nn.Identity(),
+            Sigmoid32() if self.output == "sigmoid" else nn.Identity(),
         )
 
 

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "latentkit"
 
 #: what latentkit/train may import from latentkit (the bare package: its __version__)
 TRAINER_MAY_IMPORT = ("latentkit.core", "latentkit.plugins", "latentkit.data", "latentkit.errors", "latentkit._atomic",
-                      "latentkit.devices", "latentkit.validation", "latentkit.train")
+                      "latentkit.devices", "latentkit.precision", "latentkit.validation", "latentkit.train")
 #: latentkit.validation (the option rules) imports only latentkit.errors, attrs and the standard library
 CORE_MAY_IMPORT = ("latentkit.core", "latentkit.errors", "latentkit.validation")
 CORE_THIRD_PARTY = ("torch", "attrs")
@@ -89,6 +89,14 @@ def test_the_core_imports_only_itself_errors_torch_attrs_and_the_standard_librar
 
 #: what latentkit/specs.py may import from latentkit: it is foundation (plugins and recipe configs import it)
 SPECS_MAY_IMPORT = ("latentkit.errors", "latentkit.validation", "latentkit.train.config")
+#: foundation modules: torch, the standard library and latentkit.errors only (the trainer and the specs build on them)
+FOUNDATION = ("devices.py", "precision.py", "validation.py", "errors.py")
+
+
+@pytest.mark.parametrize("name", FOUNDATION)
+def test_foundation_modules_import_only_errors(name):
+    bad = [m for m in imports_of(PACKAGE / name) if _within(m, ("latentkit",)) and not _within(m, ("latentkit.errors",))]
+    assert not bad, f"{name} imports {bad}; a foundation module may import only latentkit.errors from latentkit"
 
 
 def test_the_specs_are_foundation():

@@ -33,6 +33,7 @@ from latentkit.assembly.recipe import json_or_text
 from latentkit.data.provider import DatasetProvider
 from latentkit.devices import resolve_device
 from latentkit.errors import CheckpointError, ConfigError, LatentkitError
+from latentkit.precision import autocast, check_precision
 from latentkit.plugins import Registry, get_registry
 from latentkit.specs import Component
 from latentkit.validation import check, optional, positive_int
@@ -56,10 +57,14 @@ def metric_options(metric: Any) -> dict[str, Any]:
     return dict(getattr(metric, "options", None) or {})
 
 
-def results_file(folder: str | os.PathLike, metric_name: str, metric: Any, split: str) -> Path:
-    """Where the results of ``metric_name`` evaluated on ``folder`` are written."""
+def results_file(
+    folder: str | os.PathLike, metric_name: str, metric: Any, split: str, precision: str = "float32"
+) -> Path:
+    """Where the results of ``metric_name`` evaluated on ``folder`` are written (a bfloat16 evaluation beside the
+    float32 one, ``NAME[-SPLIT]-bfloat16.json``, so neither overwrites the other)."""
     stem = metric_name if needs_ground_truth(metric) and not needs_data(metric) else f"{metric_name}-{split}"
-    return Path(folder) / RESULTS_FOLDER / f"{stem}.json"
+    suffix = "" if precision == "float32" else f"-{precision}"
+    return Path(folder) / RESULTS_FOLDER / f"{stem}{suffix}.json"
 
 
 def parse_option_strings(
@@ -154,6 +159,7 @@ def evaluate_checkpoint(
     max_images: int | None = None,
     dataset: str | None = None,
     dataset_options: Mapping[str, Any] | None = None,
+    precision: str = "float32",
 ) -> dict:
     """Run each metric on the checkpoint's data set (from its ``config.json``'s ``dataset`` entry), or on the one
     ``dataset`` and ``dataset_options`` make of it.
@@ -166,6 +172,8 @@ def evaluate_checkpoint(
     ``dataset_options`` (``{key: value}``) override the recorded entry as
     :func:`~latentkit.assembly.datasets.override_dataset` says — e.g. ``dataset_options={"source": "procedural"}``
     scores a dSprites checkpoint trained on the npz on the procedural grid, with no edit of its ``config.json``.
+    ``precision``: ``"float32"`` (exact) or ``"bfloat16"`` (the networks under autocast, codes and reconstructions
+    handed on in float32; :mod:`latentkit.precision`) — recorded with each result and in its file name.
     Returns ``{"checkpoint", "dataset", "dataset_options", "split", "images", "metrics": {name: {...}}, "options":
     {name: {...}}, "seconds": {name: s}, "files": {name: path}}`` and, with ``save``, writes each metric's results into
     ``folder`` (see the module docstring).
@@ -178,7 +186,8 @@ def evaluate_checkpoint(
     error is a :class:`~latentkit.errors.LatentkitError`.
     """
     registry = registry or get_registry()
-    plan = resolve_metrics(metrics, registry, options, batch_size=batch_size, device=device, max_images=max_images)
+    plan = resolve_metrics(metrics, registry, options, batch_size=batch_size, device=device, max_images=max_images,
+                           precision=precision)
     model, config = load_checkpoint_model(folder, registry, save=save)
     inputs = load_evaluation_data(folder, config, model, registry, plan, data_root=data_root, split=split,
                                   dataset=dataset, dataset_options=dataset_options)
@@ -190,6 +199,7 @@ def evaluate_checkpoint(
         "dataset_options": inputs.dataset.options,
         "split": inputs.split if inputs.data is not None else None,
         "images": len(inputs.data) if inputs.data is not None else None,
+        "precision": plan.precision,
         "metrics": {},
         "options": {},
         "seconds": {},
@@ -212,13 +222,15 @@ class EvaluationPlan:
 
     ``metric_fns``: metric name -> the registered metric, in the order asked for; ``options``: metric name -> the
     options given for it (only metrics given some); ``batch_size`` and ``device``: what every metric runs with;
-    ``max_images``: at most this many images of the split (a seeded subset), None for all."""
+    ``max_images``: at most this many images of the split (a seeded subset), None for all; ``precision``: what the
+    networks compute in (:mod:`latentkit.precision`)."""
 
     metric_fns: dict[str, Any]
     options: dict[str, dict[str, Any]]
     batch_size: int
     device: torch.device
     max_images: int | None
+    precision: str = "float32"
 
     def needing_data(self) -> list[str]:
         """Names of the metrics that read a data split."""
@@ -265,6 +277,7 @@ def resolve_metrics(
     batch_size: int,
     device: str | torch.device,
     max_images: int | None,
+    precision: str = "float32",
 ) -> EvaluationPlan:
     """Step 1: metric names to registered metrics, and every setting checked, as an :class:`EvaluationPlan`.
 
@@ -278,7 +291,8 @@ def resolve_metrics(
     checked = _check_options(metric_fns, options)
     batch_size = check("batch size", batch_size, positive_int.such_as("256"))
     max_images = check("max_images", max_images, optional(positive_int, "all images"))
-    return EvaluationPlan(metric_fns, checked, batch_size, resolve_device(device), max_images)
+    return EvaluationPlan(metric_fns, checked, batch_size, resolve_device(device), max_images,
+                          check_precision(precision))
 
 
 def load_checkpoint_model(folder: str | os.PathLike, registry: Registry, *, save: bool) -> tuple[Any, dict]:
@@ -381,7 +395,9 @@ def run_metric(name: str, fn: Any, model: Any, inputs: EvaluationData, plan: Eva
     if needs_ground_truth(fn):
         kwargs["ground_truth"] = inputs.ground_truth
     start = time.perf_counter()
-    result = fn(model, inputs.data if needs_data(fn) else None, batch_size=plan.batch_size, device=plan.device, **kwargs)
+    with autocast(plan.precision, plan.device):
+        result = fn(model, inputs.data if needs_data(fn) else None, batch_size=plan.batch_size, device=plan.device,
+                    **kwargs)
     seconds = time.perf_counter() - start
     return MetricOutcome(name, fn, result, {**metric_options(fn), **given}, seconds)
 
@@ -398,7 +414,7 @@ def write_result(
     size, device, version, time) so a number read months later can be traced and reproduced."""
     fn = outcome.metric
     reads_data = needs_data(fn) and inputs.data is not None
-    path = results_file(folder, outcome.name, fn, inputs.split)
+    path = results_file(folder, outcome.name, fn, inputs.split, plan.precision)
     record = {
         "metric": outcome.name,
         "results": outcome.results,
@@ -413,6 +429,7 @@ def write_result(
         "step": config.get("step"),
         "batch_size": plan.batch_size,
         "device": str(plan.device),
+        "precision": plan.precision,
         "latentkit_version": latentkit.__version__,
         "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

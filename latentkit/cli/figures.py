@@ -20,6 +20,24 @@ def _common(p: argparse.ArgumentParser, out_help: str | None = None) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
 
 
+def _with_precision(p: argparse.ArgumentParser, command) -> None:
+    """``--precision`` for a figure command, and the command run under it (:mod:`latentkit.precision`)."""
+    from latentkit.precision import PRECISIONS
+
+    p.add_argument("--precision", choices=PRECISIONS, default="float32",
+                   help="float32 (default, exact) or bfloat16: the networks under autocast, faster where the CPU or "
+                   "GPU computes bfloat16 natively; latents and images are handed on in float32")
+
+    def run(args: argparse.Namespace) -> int:
+        from latentkit.devices import resolve_device
+        from latentkit.precision import autocast
+
+        with autocast(args.precision, resolve_device(args.device)):
+            return command(args)
+
+    p.set_defaults(func=run)
+
+
 def _grid_options(p: argparse.ArgumentParser, n_help: str, seed_help: str) -> None:
     p.add_argument("--n", type=int, default=10, help=f"{n_help} (default 10)")
     p.add_argument("--seed", type=int, default=0, help=f"{seed_help} (default 0)")
@@ -172,7 +190,7 @@ def add_viz_parsers(sub) -> None:
                    "0.5 for a relaxed Bernoulli unit, the prior mean for a Beta unit: inside a bounded unit's "
                    "support, not at its edge 0); prior holds them at one draw from the prior (--seed)")
     p.add_argument("--no-gif", action="store_true", help="skip the animated GIF")
-    p.set_defaults(func=_cmd_traverse)
+    _with_precision(p, _cmd_traverse)
 
     p = sub.add_parser("sample", help="prior samples, samples given each category, reconstructions",
                        description="Write samples-prior.png, samples-given-<unit>.png (a row per category, as the "
@@ -180,13 +198,13 @@ def add_viz_parsers(sub) -> None:
     _common(p, "output folder (default RUN/figures)")
     _grid_options(p, "samples per row", "seed of the prior draws and of the images reconstructed")
     p.add_argument("--recon", type=int, default=10, help="images to reconstruct (0: none; default 10)")
-    p.set_defaults(func=_cmd_sample)
+    _with_precision(p, _cmd_sample)
 
     p = sub.add_parser("plot", help="KL per unit over training with the capacities, and units ranked by KL",
                        description="Write kl-curves.png (from the run's metrics.jsonl: the paper's Fig. 7a) and "
                        "kl-ranking.png (units by KL with their traversals: Fig. 7b) into --out (default RUN/figures).")
     _common(p, "output folder (default RUN/figures)")
-    p.set_defaults(func=_cmd_plot)
+    _with_precision(p, _cmd_plot)
 
     p = sub.add_parser("report", help="one self-contained HTML page with the config, metrics and every figure",
                        description="Write RUN/report.html (images embedded, readable offline) and its figures into "
@@ -194,7 +212,7 @@ def add_viz_parsers(sub) -> None:
     _common(p, "the HTML file (default RUN/report.html; figures go beside it in figures/)")
     p.add_argument("--n", type=int, default=10, help="values per traversal row and samples per row (default 10)")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_cmd_report)
+    _with_precision(p, _cmd_report)
 
     p = sub.add_parser("encode", help="encode image files into latent codes (.npz)",
                        description="Encode images (files or folders) and write means, log-variances, category "
@@ -206,7 +224,7 @@ def add_viz_parsers(sub) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--data-root", help=argparse.SUPPRESS)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.set_defaults(func=_cmd_encode)
+    _with_precision(p, _cmd_encode)
 
     p = sub.add_parser("edit", help="edit an image through the latent: change named units, decode",
                        description="Encode IMAGE, set the named units (e.g. --latent cont.3=1.5 --latent disc.0=7), "
@@ -221,4 +239,4 @@ def add_viz_parsers(sub) -> None:
     p.add_argument("--scale", type=int, default=4, help="pixel upscaling of the comparison strip (default 4)")
     p.add_argument("--data-root", help=argparse.SUPPRESS)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.set_defaults(func=_cmd_edit)
+    _with_precision(p, _cmd_edit)

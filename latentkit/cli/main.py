@@ -28,6 +28,7 @@ from latentkit.cli.plugins import (
 )
 from latentkit.cli.train import add_train_parser
 from latentkit.errors import LatentkitError, UnknownNameError
+from latentkit.precision import PRECISIONS
 from latentkit.plugins import PluginWarning
 
 
@@ -61,6 +62,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         max_images=args.max_images,
         dataset=dataset,
         dataset_options=dataset_options,
+        precision=args.precision,
     )
     if args.json:
         print(json.dumps(results, indent=2))
@@ -132,6 +134,9 @@ def _add_evaluate_parser(sub) -> None:
     p.add_argument("--max-images", type=int, default=None,
                    help="metrics that read images use a seeded random subset of at most this many (default: all)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--precision", choices=PRECISIONS, default="float32",
+                   help="float32 (default, exact) or bfloat16 (the networks under autocast; codes in float32); "
+                   "recorded in each result, whose file name gets -bfloat16")
     p.add_argument(
         "--option", action="append", metavar="[METRIC.]KEY=VALUE",
         help="a metric option (repeatable), e.g. factorvae.num_train=2000 or seed=1 (every metric with that option)",

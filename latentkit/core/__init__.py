@@ -10,7 +10,7 @@ from latentkit.core.family import (
 )
 from latentkit.core.joint import JointLatent
 from latentkit.core.model import JointLatentVAE, ModelOutput
-from latentkit.core.network import ImageShape, NetworkFamily
+from latentkit.core.network import ImageShape, NetworkFamily, Sigmoid32
 from latentkit.core.noise import SampleNoise
 from latentkit.core.objective import Objective, StatisticsObjective
 from latentkit.core.schedule import CapacitySchedule
@@ -31,4 +31,5 @@ __all__ = [
     "StatisticsObjective",
     "Params",
     "SampleNoise",
+    "Sigmoid32",
 ]

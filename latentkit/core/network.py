@@ -7,16 +7,32 @@ maps ``(B, in_features)`` latent vectors back to ``(B, *shape)`` — probabiliti
 or real values for a Gaussian one (the objective's choice; the network only has to produce the right range).
 A shape the network cannot take (a convolutional network given a vector) must raise
 :class:`latentkit.errors.ConfigError` when the network is built, naming the shapes it takes.
+
+Under ``precision="bfloat16"`` (:mod:`latentkit.precision`) the networks' convolutions and linear layers run in
+bfloat16; whatever dtype they hand back, :class:`~latentkit.core.JointLatentVAE` passes float32 on. A decoder ending in
+a sigmoid should use :class:`Sigmoid32`: probabilities rounded to bfloat16 are coarse near 1 (steps of 2^-8), where
+most of a binary image's reconstruction loss is decided.
 """
 
 from __future__ import annotations
 
 import abc
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 #: The shape of one sample: ``(C, H, W)``, ``(C, L)`` or ``(D,)``.
 ImageShape = tuple[int, ...]
+
+
+class Sigmoid32(nn.Module):
+    """``sigmoid`` computed in float32 whatever its input's precision (a float64 input stays float64).
+
+    The same values as :class:`torch.nn.Sigmoid` in float32; under bfloat16 autocast the last layer's logits are
+    bfloat16, and a float32 sigmoid keeps the probabilities near 0 and 1 that a bfloat16 one would round away."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sigmoid(x.float() if x.dtype in (torch.bfloat16, torch.float16) else x)
 
 
 class NetworkFamily(abc.ABC):

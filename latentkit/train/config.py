@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 
 from latentkit.errors import ConfigError
+from latentkit.precision import PRECISIONS
 from latentkit.validation import integer, non_negative_int, one_of, positive_float, positive_int
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -26,7 +27,9 @@ class TrainConfig:
         lr: Adam's learning rate.
         seed: the run's seed: batches, initialisation and per-sample noise follow from it.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
-        amp: bfloat16 autocast on CUDA (ignored on CPU).
+        precision: ``"float32"`` (exact to the original's fixtures) or ``"bfloat16"``: the networks' convolutions and
+            linear layers under bfloat16 autocast, on the CPU or CUDA; the loss, the KL terms, the capacity targets,
+            the weights and Adam's state stay float32 (:mod:`latentkit.precision`, docs/performance.md).
         log_every: steps between logged scalars (``latentkit_step_end``).
         checkpoint_every: steps between checkpoints; ``keep_checkpoints`` of them are kept.
         eval_every: steps between ``latentkit_evaluate`` calls (0: only at the end).
@@ -41,7 +44,8 @@ class TrainConfig:
     lr: float = attrs.field(default=5e-4, validator=positive_float.such_as("5e-4"))
     seed: int = attrs.field(default=0, validator=integer)
     device: str = attrs.field(default="auto", validator=one_of(*DEVICES))
-    amp: bool = False  #: bfloat16 autocast on CUDA (ignored on CPU)
+    #: "float32" or "bfloat16" (the networks under autocast; loss, KL, weights and optimiser state stay float32)
+    precision: str = attrs.field(default="float32", validator=one_of(*PRECISIONS))
     log_every: int = attrs.field(default=50, validator=positive_int.such_as("50"))
     checkpoint_every: int = attrs.field(default=5_000, validator=positive_int.such_as("5000"))
     keep_checkpoints: int = attrs.field(default=2, validator=positive_int.such_as("2"))
@@ -60,6 +64,9 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """The settings a run saved (``attrs.asdict``), dropping those latentkit no longer has (:data:`RETIRED`), so
         that resuming or evaluating an older run works."""
+        data = dict(data)
+        if data.pop("amp", False):  # runs before `precision` trained with bfloat16 autocast on CUDA under this flag
+            data.setdefault("precision", "bfloat16")
         known = {field.name for field in attrs.fields(cls)}
         unknown = sorted(set(data) - known - set(RETIRED))
         if unknown:
@@ -69,5 +76,6 @@ class TrainConfig:
 
 #: settings older runs saved that are gone, and why: their value is ignored when such a run is read
 RETIRED = {
+    "amp": "replaced by precision='bfloat16' (CPU and CUDA); a run saved with amp=true reads as that",
     "batch_parts": "computing a batch in parts on threads was measured no faster (docs/performance.md) and removed",
 }

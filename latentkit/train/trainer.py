@@ -39,6 +39,7 @@ import latentkit
 from latentkit.data.provider import ImageData, as_float_batch
 from latentkit.devices import use_channels_last
 from latentkit.errors import ConfigError, LatentkitError
+from latentkit.precision import autocast
 from latentkit.train.checkpoints import (
     FINAL,
     FORMAT,
@@ -344,9 +345,8 @@ class Trainer:
 
     # --- the environment of the loop ---------------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.config.amp and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        """The task's step under ``config.precision`` (backward runs outside: autograd keeps each op's dtype)."""
+        return autocast(self.config.precision, self.device)
 
     @contextlib.contextmanager
     def _threads(self):
