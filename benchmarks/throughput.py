@@ -436,7 +436,7 @@ def _race(make_model, loss_fn, images, batch: int, steps: int, warmup: int, repe
 
 
 def print_direct(config: str, entry: dict) -> None:
-    print(f"| {config + ' trainer direct':<22} | {entry['plain_loop']:9.0f} | {entry['trainer_direct']:9.0f} | "
+    print(f"| {config + ' trainer direct':<36} | {entry['plain_loop']:9.0f} | {entry['trainer_direct']:9.0f} | "
           f"{entry['ratio']:5.2f}x | {'(baseline: plain loop)':>22} |", flush=True)
     print(f"  {config} trainer direct: median of paired ratios {entry['ratio']:.3f}, ratio of medians "
           f"{entry['ratio_of_medians']:.3f}")
@@ -496,9 +496,10 @@ def machine() -> dict:
         pass
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
-    from latentkit.precision import bfloat16_support
+    from latentkit.precision import bfloat16_support, cpu_flags
 
     info["bfloat16"] = bfloat16_support("cuda" if torch.cuda.is_available() else "cpu")["how"]
+    info["cpu_bf16_flags"] = sorted(f for f in cpu_flags() if "bf16" in f)
     return info
 
 

@@ -310,6 +310,12 @@ def test_figure_commands_take_dataset_options(npz_dsprites_checkpoint, tmp_path,
                      "--dataset", "dsprites_procedural", "--dataset-option", "n=20"]) == 0
     assert "could not be loaded" not in capsys.readouterr().err
     assert {p.name for p in (tmp_path / "plot").iterdir()} == {"kl-ranking.png", "factor-scatter.png"}  # KL, grid
+    # the report says which data set its figures read, beside the one the model was trained on
+    page = tmp_path / "report" / "report.html"
+    assert cli.main(["report", str(ckpt), "--out", str(page), "--n", "2", "--data-root", str(empty),
+                     "--dataset-option", "source=procedural", "--dataset-option", "n=20"]) == 0
+    text = page.read_text()
+    assert "data set (figures)" in text and "procedural" in text and "data set (training)" in text
     # a wrong option given is an error before any figure, naming the options the data set has
     assert cli.main(["traverse", str(ckpt), "--out", str(tmp_path / "t"), "--dataset-option", "sorce=procedural"]) == 2
     err = capsys.readouterr().err

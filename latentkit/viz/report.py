@@ -87,6 +87,17 @@ def _figure_html(figure: Figure, page_dir: Path) -> str:
     )
 
 
+def _dataset_facts(source: FigureSource) -> list[tuple[str, object]]:
+    """The data set the figures read, and the one the model was trained on where the command line gave another."""
+    recorded = source.config.get("dataset") or {}
+    trained = [("data set", recorded.get("name")), ("data set options", json.dumps(recorded.get("options", {})))]
+    if source.dataset is None:
+        return trained
+    return [("data set (figures)", source.dataset.name),
+            ("data set options (figures)", json.dumps(source.dataset.options)),
+            *((f"{key} (training)", value) for key, value in trained)]
+
+
 def write_report(
     source: FigureSource, figures: Sequence[Figure], out: str | os.PathLike | None = None
 ) -> Path:
@@ -99,7 +110,7 @@ def write_report(
         ("folder", str(source.folder.resolve())),
         ("checkpoint", str(source.checkpoint.resolve())),
         ("step", source.step),
-        ("data set", (source.config.get("dataset") or {}).get("name")),
+        *_dataset_facts(source),
         ("channels", ", ".join(f"{c['name']}: {c['family']} {json.dumps(c.get('options', {}))}"
                                for c in source.config.get("model", {}).get("channels", []))),
         ("written", _dt.datetime.now().isoformat(timespec="seconds")),
