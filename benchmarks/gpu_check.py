@@ -1,7 +1,11 @@
 """The CUDA check: one prepared script that proves latentkit's CUDA path on a lent GPU machine in under 8 minutes.
 
-    python3 -m pip install -q --no-deps --no-build-isolation -e . && bash benchmarks/gpu_check.sh   # a GPU machine
+    python3 -m pip install -q --no-deps --no-build-isolation -e . ; bash benchmarks/gpu_check.sh    # a GPU machine
     python benchmarks/gpu_check.py --device cpu --skip throughput,compile     # the same checks on the CPU, as CI does
+
+A lent GPU machine has no internet: ``pip install -e ".[dev]"`` fails there (the image lacks lightgbm, ray and mkdocs,
+and an isolated build fetches setuptools), so install with ``--no-deps --no-build-isolation``; where even that fails the
+script runs from the checkout uninstalled (:func:`make_shim`), and the ``environment`` check says which happened.
 
 Why one script: a GPU machine is lent for minutes, so everything that needs one runs in a single prepared command that
 writes its results as it goes (``OUT/results.jsonl``, one JSON line per check, and ``OUT/summary.md``, rewritten after
@@ -89,6 +93,7 @@ class Context:
         self.environment: dict = {}
         self.plain_float32_run: Path | None = None  #: the straight float32 run of train_resume, reused by torchrun
         self.limit: float = 0.0  #: the running check's time limit (its own, cut to the budget left)
+        self.install: str = "installed"  #: how latentkit is found (:func:`ensure_importable`)
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -105,7 +110,7 @@ def check_environment(ctx: Context) -> dict:
         "python": sys.version.split()[0], "torch": torch.__version__, "cuda": torch.version.cuda,
         "cuda_available": torch.cuda.is_available(), "cpu": cpu_model(), "cores": os.cpu_count(),
         "cpu_bf16_flags": sorted(f for f in cpu_flags() if "bf16" in f),
-        "latentkit": importlib.metadata.version("latentkit"), "commit": _git_commit(),
+        "latentkit": importlib.metadata.version("latentkit"), "commit": _git_commit(), "install": ctx.install,
     }
     if ctx.device == "cuda":
         if not torch.cuda.is_available():
@@ -202,7 +207,7 @@ def check_train_resume(precision: str) -> Callable[[Context], dict]:
 def check_torchrun(ctx: Context) -> dict:
     folder = ctx.work / "torchrun"
     start = time.monotonic()
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_addr", "127.0.0.1",
+    cmd = [*_python(), "-m", "torch.distributed.run", "--nproc_per_node", "1", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), str(Path(__file__).resolve()), "--worker", "torchrun",
            "--device", ctx.device, "--steps", str(ctx.steps), "--dir", str(folder / "torchrun")]
     details = _run(cmd, ctx.limit, ctx.work / "torchrun.log")
@@ -237,9 +242,9 @@ def check_throughput(ctx: Context) -> dict:
     if ctx.device != "cuda":
         raise Skip("CUDA only here: on the CPU the benchmark takes minutes; run benchmarks/throughput.py itself")
     text, json_path = ctx.out / "throughput.txt", ctx.out / "throughput.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--device", "cuda", *ctx.throughput_args,
+    cmd = [*_python(), str(ROOT / "benchmarks" / "throughput.py"), "--device", "cuda", *ctx.throughput_args,
            "--json", str(json_path)]
-    details = _run(cmd, ctx.limit, text, keep_log=True)
+    details = _run(cmd, ctx.limit, text)
     details["table"] = table_of(text.read_text(errors="replace") if text.is_file() else "")
     details["passed"] = details["rc"] == 0 and json_path.is_file()
     details["result"] = f"{json_path.name} written" if details["passed"] else "incomplete (see the table's tail)"
@@ -326,7 +331,7 @@ def write_summary(ctx: Context) -> None:
     (ctx.out / "summary.md").write_text("\n".join(lines) + "\n")
 
 
-def _run(cmd: list[str], limit: float, log: Path, keep_log: bool = False) -> dict:
+def _run(cmd: list[str], limit: float, log: Path) -> dict:
     """Run ``cmd`` (its own process group, ended at ``limit``), its output to ``log``; its last JSON line's fields,
     ``rc`` and, on failure, the output's tail."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -357,7 +362,7 @@ def _run(cmd: list[str], limit: float, log: Path, keep_log: bool = False) -> dic
 
 
 def _run_worker(ctx: Context, worker_args: list[str], limit: float, partial_ok: bool = False) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), *worker_args, "--device", ctx.device,
+    cmd = [*_python(), str(Path(__file__).resolve()), *worker_args, "--device", ctx.device,
            "--steps", str(ctx.steps)]
     details = _run(cmd, limit, ctx.work / f"{worker_args[1]}-{len(os.listdir(ctx.work))}.log")
     if partial_ok and details.get("rates") and details["rc"] is None:
@@ -536,6 +541,49 @@ def _reference_folder(given: str | None) -> Path:
                + ", ".join(str(c) for c in candidates if c) + ")")
 
 
+def make_shim(folder: Path) -> Path:
+    """A folder that, first on ``sys.path`` with the checkout, makes latentkit importable with its plugins registered,
+    uninstalled: its entry points (a ``latentkit-VERSION.dist-info`` written from pyproject.toml) and
+    ``latentkit_plugins`` (a link to plugins/).
+
+    Why: a lent GPU machine has no internet, so ``pip install -e ".[dev]"`` cannot fetch what the image lacks
+    (lightgbm, ray, mkdocs; setuptools>=77 for an isolated build), and a check that cannot import latentkit would spend
+    the machine's minutes on nothing. Nothing is installed: the folder lives in the scratch folder."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    info = folder / f"latentkit-{project['version']}.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: latentkit\nVersion: {project['version']}\n")
+    points = project["entry-points"]["latentkit"]
+    (info / "entry_points.txt").write_text("[latentkit]\n" + "".join(f"{k} = {v}\n" for k, v in points.items()))
+    link = folder / "latentkit_plugins"
+    if not link.exists():
+        link.symlink_to(ROOT / "plugins", target_is_directory=True)
+    return folder
+
+
+def ensure_importable(work: Path) -> str:
+    """How latentkit is found: ``"installed"``, or through :func:`make_shim` (put on ``sys.path`` and on the workers'
+    ``PYTHONPATH``) where it is not installed with its plugins."""
+    import importlib.metadata
+    import importlib.util
+
+    if importlib.util.find_spec("latentkit_plugins") and importlib.metadata.entry_points(group="latentkit"):
+        return "installed"
+    shim = make_shim(work / "site")
+    paths = [str(shim), str(ROOT)]
+    sys.path[:0] = paths
+    os.environ["PYTHONPATH"] = os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    importlib.invalidate_caches()
+    return f"not installed: run from the checkout with {shim} on the path (make_shim)"
+
+
+def _python() -> list[str]:
+    """This interpreter, with ``-S`` where it runs without site-packages' path hooks (a test of :func:`make_shim`)."""
+    return [sys.executable, "-S"] if sys.flags.no_site else [sys.executable]
+
+
 def _nccl_version() -> str:
     import torch
 
@@ -598,7 +646,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=40, help="steps of the tiny training runs (resumed at half)")
     p.add_argument("--budget", type=float, default=470, help="seconds for all checks together")
     p.add_argument("--reference", help="folder holding the original's mnist/, chairs/, celeba/ fixtures")
-    p.add_argument("--throughput-args", default="--quick --repeats 1", help="options for benchmarks/throughput.py")
+    p.add_argument("--throughput-args", default="--quick --repeats 1",
+                   help='options for benchmarks/throughput.py, after an equals sign: --throughput-args="--quick"')
     p.add_argument("--worker", choices=["train", "train_resume", "torchrun", "compile"], help=argparse.SUPPRESS)
     p.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
     p.add_argument("--dir", help=argparse.SUPPRESS)
@@ -620,6 +669,7 @@ def main(argv: list[str] | None = None,
         worker_main(args)
         return 0
     ctx = Context(args)
+    ctx.install = ensure_importable(ctx.work)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     unknown = skip - {c[0] for c in CHECKS}
     if unknown:

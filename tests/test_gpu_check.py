@@ -98,3 +98,20 @@ def test_the_benchmark_table_is_cut_from_its_output():
                                                        "| m | 1 |"]
     cut = gpu_check.table_of("matmul ...\n  mnist32 as used, repeat 1/1: ...")
     assert "did not finish" in cut and cut.endswith("repeat 1/1: ...")
+
+
+def test_the_shim_registers_every_plugin_of_pyproject(tmp_path):
+    """Where the checkout cannot be installed (a GPU machine without internet) the script runs it through a shim."""
+    import importlib.metadata
+
+    import tomllib
+
+    gpu_check = _load()
+    shim = gpu_check.make_shim(tmp_path / "site")
+    (dist,) = importlib.metadata.distributions(path=[str(shim)])
+    declared = tomllib.loads((BENCHMARKS.parent / "pyproject.toml").read_text())["project"]["entry-points"]["latentkit"]
+    assert dist.metadata["Name"] == "latentkit"
+    assert {ep.name: ep.value for ep in dist.entry_points if ep.group == "latentkit"} == declared
+    for module in declared.values():  # each resolves through the shim's link to plugins/, as a module or a package
+        path = shim / module.replace(".", "/")
+        assert path.with_suffix(".py").is_file() or (path / "__init__.py").is_file(), module
