@@ -485,19 +485,12 @@ def machine() -> dict:
 
     import torch
 
+    from latentkit.precision import bfloat16_support, cpu_flags, cpu_model
+
     info = {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+            "cpu": cpu_model(), "cores": os.cpu_count()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
-    from latentkit.precision import bfloat16_support, cpu_flags
-
     info["bfloat16"] = bfloat16_support("cuda" if torch.cuda.is_available() else "cpu")["how"]
     info["cpu_bf16_flags"] = sorted(f for f in cpu_flags() if "bf16" in f)
     return info

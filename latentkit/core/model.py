@@ -6,11 +6,11 @@ Nothing here is specific to JointVAE: the objective (a plugin) decides what is m
 from __future__ import annotations
 
 import attrs
-import torch
 from torch import Tensor, nn
 
 from latentkit.core.family import Params
 from latentkit.core.joint import JointLatent
+from latentkit.core.network import float32_from_low_precision
 from latentkit.core.noise import SampleNoise
 
 
@@ -53,12 +53,12 @@ class JointLatentVAE(nn.Module):
     def encode(self, x: Tensor) -> dict[str, Params]:
         """Images to each channel's posterior parameters, in float32 even when the encoder ran in bfloat16 (the
         latent families' KL terms and samples are computed in float32; :mod:`latentkit.precision`)."""
-        return self.latent.split(_float32(self.encoder(x)))
+        return self.latent.split(float32_from_low_precision(self.encoder(x)))
 
     def decode(self, latent: Tensor) -> Tensor:
         """A latent vector (channels concatenated) to pixel probabilities, float32 even when the decoder ran in
         bfloat16 (the reconstruction loss is computed in float32)."""
-        return _float32(self.decoder(latent))
+        return float32_from_low_precision(self.decoder(latent))
 
     def forward(self, x: Tensor, noise: SampleNoise | None = None) -> ModelOutput:
         """In training mode every channel samples with ``noise`` (one key per row of ``x``; ``None``: fresh keys from
@@ -67,8 +67,3 @@ class JointLatentVAE(nn.Module):
         samples = self.latent.sample(params, reparametrise=self.training, noise=noise)
         z = self.latent.concat(samples)
         return ModelOutput(reconstruction=self.decode(z), params=params, samples=samples, latent=z)
-
-
-def _float32(tensor: Tensor) -> Tensor:
-    """float32 for what autocast left in bfloat16 or float16; float32 and float64 untouched."""
-    return tensor.float() if tensor.dtype in (torch.bfloat16, torch.float16) else tensor

@@ -25,6 +25,11 @@ from torch import Tensor, nn
 ImageShape = tuple[int, ...]
 
 
+def float32_from_low_precision(tensor: Tensor) -> Tensor:
+    """float32 for what autocast left in bfloat16 or float16; float32 and float64 untouched."""
+    return tensor.float() if tensor.dtype in (torch.bfloat16, torch.float16) else tensor
+
+
 class Sigmoid32(nn.Module):
     """``sigmoid`` computed in float32 whatever its input's precision (a float64 input stays float64).
 
@@ -32,7 +37,7 @@ class Sigmoid32(nn.Module):
     bfloat16, and a float32 sigmoid keeps the probabilities near 0 and 1 that a bfloat16 one would round away."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.sigmoid(x.float() if x.dtype in (torch.bfloat16, torch.float16) else x)
+        return torch.sigmoid(float32_from_low_precision(x))
 
 
 class NetworkFamily(abc.ABC):
