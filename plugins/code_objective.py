@@ -25,6 +25,12 @@ lever against that, off by default (weight 0), so each can be measured alone and
   category (``gaussian_mixture``): r ∝ exp(−KL(q(z|x) ‖ p(z|c))) is the category the continuous code's position implies
   (VaDE's posterior over components); the encoder's own q(c|x) is pulled toward it.
 
+``heads`` (more than 1) adds ``heads − 1`` auxiliary K-way clustering heads on the encoder's last hidden features,
+each trained with the same consistency and balance terms (their mean is added, so the heads together weigh as much
+as the code's own terms), and lets the one whose loss has been lowest teach the code
+(IIC's lowest-loss head, without labels); ``overcluster`` adds a head with that many categories that only shapes the
+features (:mod:`code_heads`).
+
 Every weight is ramped linearly from 0 over ``warmup`` steps (0: full weight from the first step). The added terms are
 in the objective's units (nats per image, like γ·|KL − C|), so their weights compare with γ; ``loss`` divides them by
 the same per-pixel divisor as the base. ``code/marginal_kl`` and ``code/categories_used`` (categories that hold at least
@@ -47,6 +53,7 @@ from latentkit.core import JointLatent, ModelOutput, Objective
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
 from latentkit.validation import Rule, check, non_negative_float, non_negative_int, positive_float, positive_int
+from latentkit_plugins.code_heads import CodeHeads, FeatureTap, final_linear
 
 #: a term's weight: 0 turns the term off
 WEIGHT = Rule(non_negative_float.test, "a finite non-negative number (0 turns the term off)", "10.0", float)
@@ -154,6 +161,9 @@ class DiscreteCodeObjective(Objective):
         sinkhorn_iterations: int = 3,
         sinkhorn_epsilon: float = 0.05,
         augment: Mapping | None = None,
+        heads: int = 1,
+        overcluster: int = 0,
+        select_every: int = 1000,
     ):
         if channel not in latent.names:
             raise ConfigError(f"jointvae_code channel {channel!r} is not a channel of this latent ({latent.names})")
@@ -180,6 +190,18 @@ class DiscreteCodeObjective(Objective):
                              example="0.05")
         self.augment = self._augment_options(augment)
         self.mixture = self._mixture_channel() if self.weights["assignment"] else None
+        self.extra_heads = check("heads", heads, positive_int, owner="jointvae_code", example="5") - 1
+        self.overcluster = check("overcluster", overcluster, non_negative_int, owner="jointvae_code", example="50")
+        self.select_every = check("select_every", select_every, positive_int, owner="jointvae_code", example="1000")
+        if (self.extra_heads or self.overcluster) and not (self.weights["balance"] or self.weights["augment"]):
+            raise ConfigError(
+                "jointvae_code heads and overcluster train extra heads with the balance and consistency terms; set "
+                "balance_weight or augment_weight above 0 (e.g. augment_weight=100, balance_weight=30)"
+            )
+        if self.overcluster == 1:
+            raise ConfigError("jointvae_code overcluster is a number of categories (at least 2), or 0 for none")
+        self.head_state: CodeHeads | None = None
+        self.tap: FeatureTap | None = None
         self.divisor = float(getattr(base, "divisor", 1.0))
         self.model: nn.Module | None = None
         self.seed = 0
@@ -218,9 +240,21 @@ class DiscreteCodeObjective(Objective):
         self.model, self.seed = model, int(seed)
         if hasattr(self.base, "attach"):
             self.base.attach(model, seed)
+        if self.extra_heads or self.overcluster:
+            layer = final_linear(model.encoder, self.latent.param_size)
+            if self.tap is not None:
+                self.tap.remove()
+            self.tap = FeatureTap(layer)
+            self.head_state = CodeHeads(layer.in_features, self.categories, self.extra_heads, self.overcluster,
+                                        self.select_every, self.seed)
+            self.head_state.to(layer.weight.device)
 
     def trainable(self) -> nn.Module | None:
-        return self.base.trainable()
+        """The base's trainable state, the heads (when asked for), or both (``base`` and ``heads``)."""
+        base = self.base.trainable()
+        if self.head_state is None:
+            return base
+        return self.head_state if base is None else nn.ModuleDict({"base": base, "heads": self.head_state})
 
     def optimizer_options(self) -> dict:
         return self.base.optimizer_options()
@@ -235,9 +269,15 @@ class DiscreteCodeObjective(Objective):
         log_alpha = torch.log(alpha + EPS)
         mean = alpha.mean(0)
         terms = {"marginal": (mean * torch.log(mean * self.categories + EPS)).sum()}
-        target = None
-        if self.weights["balance"]:
-            target = balanced_assignment(log_alpha, self.iterations, self.epsilon)
+        features = self.tap.take(x.shape[0]) if self.head_state is not None else None
+        own = balanced_assignment(log_alpha, self.iterations, self.epsilon) if self.weights["balance"] else None
+        target, heads = own, None
+        if self.head_state is not None:
+            heads = self._head_views(features)
+            teacher = int(self.head_state.teacher)
+            if teacher:  # a head teaches: its target (balanced assignment), its categories renamed to the code's
+                target = self.head_state.aligned(teacher - 1, heads["targets"][teacher - 1])
+        if target is not None:
             terms["balance"] = -(target * log_alpha).sum(1).mean()
         moved = self._moved_alpha(x, step) if self.weights["augment"] or self.weights["mutual_information"] else None
         if self.weights["augment"]:
@@ -252,6 +292,8 @@ class DiscreteCodeObjective(Objective):
             terms["assignment"] = -(resp * log_alpha).sum(1).mean()
         share = self.ramp(step)
         added = sum(self.weights[name] * share * value for name, value in terms.items() if self.weights[name])
+        if heads is not None:
+            added = added + share * self._train_heads(heads, alpha, log_alpha, own, moved, step, logs)
         if isinstance(added, Tensor):
             logs["objective"] = logs["objective"] + added
             logs["loss"] = logs["loss"] + added / self.divisor
@@ -262,6 +304,56 @@ class DiscreteCodeObjective(Objective):
             counts = torch.bincount(alpha.argmax(1), minlength=self.categories).float()
             logs["code/categories_used"] = (counts >= USED_SHARE * alpha.shape[0]).sum().float()
         return logs
+
+    # --- auxiliary heads -----------------------------------------------------------------------------------------------
+    def _head_views(self, features: Tensor) -> dict[str, list[Tensor]]:
+        """Every head's log q(c|x) on the batch and its target (balanced assignment, or its own q(c|x) held fixed)."""
+        state = self.head_state
+        log_probs = state.head_log_probs(features)
+        extra = state.overcluster_log_probs(features)
+        if extra is not None:
+            log_probs.append(extra)
+        targets = [self._target(lp) for lp in log_probs]
+        return {"log_probs": log_probs, "targets": targets}
+
+    def _target(self, log_probs: Tensor) -> Tensor:
+        if self.weights["balance"]:
+            return balanced_assignment(log_probs.float(), self.iterations, self.epsilon)
+        return log_probs.float().exp().detach()
+
+    def _candidate_loss(self, target: Tensor, log_probs: Tensor, moved_log_probs: Tensor | None) -> Tensor:
+        """A head's balance and consistency terms, weighted: what it is trained on and what chooses the teacher."""
+        loss = self.weights["balance"] * -(target * log_probs).sum(1).mean()
+        if moved_log_probs is not None and self.weights["augment"]:
+            loss = loss + self.weights["augment"] * (target * (torch.log(target + EPS) - moved_log_probs)).sum(1).mean()
+        return loss
+
+    def _train_heads(
+        self, heads: dict, alpha: Tensor, log_alpha: Tensor, own: Tensor | None, moved: Tensor | None, step: int,
+        logs: dict,
+    ) -> Tensor:
+        """The heads' own loss (added to the objective); records every candidate's loss and picks the next teacher."""
+        state = self.head_state
+        moved_log_probs: list[Tensor | None] = [None] * len(heads["log_probs"])
+        if moved is not None:  # the augmented view's encoder pass has just filled the tap
+            moved_features = self.tap.take(alpha.shape[0])
+            moved_log_probs = state.head_log_probs(moved_features)
+            extra = state.overcluster_log_probs(moved_features)
+            if extra is not None:
+                moved_log_probs.append(extra)
+        losses = [self._candidate_loss(t.float(), lp.float(), m if m is None else m.float())
+                  for t, lp, m in zip(heads["targets"], heads["log_probs"], moved_log_probs)]
+        code_target = own if own is not None else alpha.detach()
+        with torch.no_grad():
+            code_loss = self._candidate_loss(code_target, log_alpha, None if moved is None else torch.log(moved + EPS))
+        candidates = torch.stack([code_loss] + [loss.detach() for loss in losses[: self.extra_heads]])
+        state.record(candidates, alpha, heads["targets"][: self.extra_heads])
+        logs["code/teacher"] = state.teacher.float().clone()
+        for index, value in enumerate(state.loss_ema):
+            logs[f"code/candidate_loss.{index}"] = value.clone()
+        state.choose(step + 1)  # the teacher for the next step, from the averages up to this one
+        # their mean: however many heads there are, they press on the shared features as much as one more code does
+        return sum(losses) / len(losses)
 
     def _moved_alpha(self, x: Tensor, step: int) -> Tensor:
         """q(c | T(x)) for a random transform T of each image (the augmented view), float32."""

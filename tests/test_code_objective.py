@@ -354,3 +354,147 @@ def test_the_fashion_mnist_invariant_recipe_trains_and_evaluates_on_fashion_mnis
     assert cli.main(["evaluate", str(out), "--metric", "accuracy", "--data-root", str(root), "--json"]) == 0
     scores = json.loads((out / "evaluation" / "accuracy-test.json").read_text())["results"]
     assert scores["n_images"] == 20 and 0.0 <= scores["hungarian"] <= 1.0
+
+
+# --- auxiliary heads and the teacher (plugins/code_heads.py) -----------------------------------------------------------
+
+HEADS = {"balance_weight": 3.0, "augment_weight": 5.0}
+
+
+def _hidden_features(model, x):
+    """The input of the encoder's final linear layer, computed without the tap."""
+    with torch.no_grad():
+        return model.encoder[:-1](x)
+
+
+def test_heads_read_the_encoders_last_hidden_features_and_leave_the_global_rng_alone():
+    model = small_model()
+    before = torch.random.get_rng_state()
+    code = objective(model, heads=3, overcluster=6, **HEADS)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    state = code.trainable()
+    assert len(state.heads) == 2 and state.overcluster.out_features == 6
+    model.eval()
+    x = batch()
+    model(x)
+    assert torch.equal(code.tap.take(len(x)), _hidden_features(model, x))
+    with pytest.raises(ConfigError, match="same batch"):
+        code.tap.take(len(x))  # taken once: a second objective call without a forward pass is an error
+
+
+def test_heads_depend_on_the_seed_only():
+    a, b = objective(small_model(), heads=2, **HEADS), objective(small_model(), heads=2, **HEADS)
+    assert torch.equal(a.trainable().heads[0].weight, b.trainable().heads[0].weight)
+    model = small_model()
+    c = build_objective(Component("jointvae_code", {"terms": TERMS, "heads": 2, **HEADS}), model)
+    c.attach(model, seed=4)
+    assert not torch.equal(a.trainable().heads[0].weight, c.trainable().heads[0].weight)
+
+
+def test_heads_add_their_own_terms_train_only_the_encoder_and_themselves():
+    model = small_model()
+    x = batch()
+    noise = SampleNoise.fresh(len(x), torch.Generator().manual_seed(0))
+    plain = objective(model, **HEADS)
+    output = model(x, noise=noise)
+    without = plain(x, output, 500)
+    code = objective(model, heads=3, overcluster=6, **HEADS)
+    output = model(x, noise=noise)
+    logs = code(x, output, 500)
+    # the code's own terms are unchanged while it is its own teacher; the heads' terms come on top
+    assert float(logs["code/balance"].detach()) == pytest.approx(float(without["code/balance"].detach()), rel=1e-5)
+    assert float(logs["code/augment"].detach()) == pytest.approx(float(without["code/augment"].detach()), rel=1e-5)
+    assert float(logs["objective"].detach()) > float(without["objective"].detach())
+    assert float(logs["code/teacher"]) == 0.0
+    model.zero_grad()
+    heads = code.trainable()
+    (logs["objective"] - without["objective"]).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in heads.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+
+
+def test_candidate_losses_are_the_heads_weighted_balance_and_consistency_terms():
+    model = small_model()
+    model.eval()
+    x = batch()
+    code = objective(model, heads=2, balance_weight=3.0)  # no augmentation: the balance term alone
+    output = model(x)
+    logs = code(x, output, 1)
+    features = _hidden_features(model, x)
+    log_probs = torch.log_softmax(code.trainable().heads[0](features), dim=1)
+    target = balanced_assignment(log_probs, 3, 0.05)
+    expected = 3.0 * float(-(target * log_probs).sum(1).mean())
+    assert float(logs["code/candidate_loss.1"]) == pytest.approx(expected, rel=1e-5)
+    assert float(logs["code/candidate_loss.0"]) == pytest.approx(3.0 * float(logs["code/balance"]), rel=1e-5)
+
+
+def test_the_lowest_average_loss_teaches_from_the_next_multiple_of_select_every():
+    model = small_model()
+    model.eval()
+    x = batch()
+    code = objective(model, heads=3, select_every=4, **HEADS)
+    state = code.trainable()
+    for step in range(3):
+        code(x, model(x), step)
+        assert int(state.teacher) == 0  # not a multiple of 4 yet (step 2 chooses for step 3)
+    state.loss_ema.copy_(torch.tensor([5.0, 9.0, 1.0]))
+    state.decay = 1.0  # hold the averages where they were set
+    code(x, model(x), 3)  # chooses for step 4
+    assert int(state.teacher) == 2
+    logs = code(x, model(x), 4)
+    # the code's balance target is now head 2's balanced assignment with its categories renamed to the code's
+    features = _hidden_features(model, x)
+    target = balanced_assignment(torch.log_softmax(state.heads[1](features), dim=1), 3, 0.05)
+    renamed = state.aligned(1, target)
+    log_alpha = torch.log(model(x).params["disc"]["alpha"].float() + 1e-12)
+    assert float(logs["code/balance"]) == pytest.approx(float(-(renamed * log_alpha).sum(1).mean()), rel=1e-5)
+    assert float(logs["code/teacher"]) == 2.0
+
+
+def test_alignment_renames_a_heads_categories_to_the_codes_by_their_agreement():
+    from latentkit_plugins.code_heads import CodeHeads
+
+    state = CodeHeads(hidden=8, categories=4, extra=1, overcluster=0, select_every=10, seed=0)
+    permutation = torch.tensor([2, 0, 3, 1])  # code category i is head category permutation[i]
+    state.agreement[0] = torch.eye(4)[permutation] * 0.25  # agreement[i, permutation[i]] is the high one
+    target = torch.eye(4)[torch.tensor([0, 1, 2, 3, 2])]  # head categories of five images
+    renamed = state.aligned(0, target)
+    assert torch.equal(renamed.argmax(1), torch.argsort(permutation)[target.argmax(1)])
+
+
+def test_a_run_with_heads_resumes_as_if_never_stopped(tmp_path):
+    options = json.dumps({"balance_weight": 2.0, "augment_weight": 3.0, "heads": 3, "overcluster": 6,
+                          "select_every": 3})
+    common = ["--set", 'dataset_options={"n": 128, "size": 32}', "--set", "objective=jointvae_code",
+              "--set", f"objective_options={options}", "--set", "train.log_every=1", "--set", "train.batch_size=16",
+              "--set", "train.checkpoint_every=5", "--set", "train.figures_every=0", "--quiet", "--seed", "2"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert cli.main(["train", str(RECIPES / "jointvae_shapes.py"), *common, "--steps", "12", "--out", str(straight)]) == 0
+    assert cli.main(["train", str(RECIPES / "jointvae_shapes.py"), *common, "--steps", "5", "--out", str(resumed)]) == 0
+    assert cli.main(["train", "--resume", str(resumed), "--steps", "12", "--quiet"]) == 0
+    rows = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    again = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == again[-1]["step"] == 12
+    assert {"code/teacher", "code/candidate_loss.2"} <= set(rows[-1])
+    assert rows[-1] == again[-1]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"heads": 0, **HEADS}, "heads"),
+        ({"heads": 3}, "balance_weight or augment_weight"),
+        ({"overcluster": 1, **HEADS}, "at least 2"),
+        ({"select_every": 0, "heads": 2, **HEADS}, "select_every"),
+    ],
+)
+def test_bad_head_options_are_config_errors(options, message):
+    with pytest.raises(ConfigError, match=message):
+        build_objective(Component("jointvae_code", {"terms": TERMS, **options}), small_model())
+
+
+def test_heads_on_an_encoder_without_a_final_linear_layer_say_what_is_needed():
+    from latentkit_plugins.code_heads import final_linear
+
+    with pytest.raises(ConfigError, match="final nn.Linear"):
+        final_linear(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)), 10)
