@@ -5,7 +5,9 @@ Arms (each a recipe of ``recipes/``, 64x64, Adam 5e-4, batch 64, 6 continuous un
 * ``jointvae`` — the paper's dSprites recipe (+ one 3-way categorical);
 * ``betavae`` — continuous only, β = 4 (capacity 0, γ = β);
 * ``annealedvae`` — continuous only, Burgess et al.'s annealed capacity (0 → 25 nats, γ = 1000);
-* ``tcvae`` / ``factorvae`` — JointVAE + β-TCVAE's TC term / FactorVAE's discriminator (10·TC).
+* ``tcvae`` / ``factorvae`` — JointVAE + β-TCVAE's TC term / FactorVAE's discriminator (10·TC);
+* ``jointvae-invariant`` — JointVAE whose discrete code is asked to ignore position, scale and rotation
+  (``recipes/jointvae_dsprites_invariant.py``: the fixed schedule below plus consistency and balance terms).
 
 Schedules (``--schedule``):
 
@@ -54,6 +56,7 @@ ARMS = {
     "annealedvae": "recipes/annealedvae_dsprites.py",
     "tcvae": "recipes/tcvae_dsprites.py",
     "factorvae": "recipes/factorvae_dsprites.py",
+    "jointvae-invariant": "recipes/jointvae_dsprites_invariant.py",
 }
 METRICS = {
     "factorvae.score": "FactorVAE score",

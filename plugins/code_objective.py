@@ -66,8 +66,11 @@ USED_SHARE = 0.01
 #: mutual information is logged as itself)
 LOGGED_AS = {"marginal": ("code/marginal_kl", 1.0), "mutual_information": ("code/mutual_information", -1.0)}
 #: the augmentation's defaults: rotation in degrees, relative scale change, shift as a share of the size, horizontal
-#: shear factor (x += shear * y), and the probability of thickening or thinning the strokes by one pixel (0: off)
-DEFAULT_AUGMENT = {"rotate": 10.0, "scale": 0.1, "shift": 0.08, "shear": 0.0, "stroke": 0.0}
+#: shear factor (x += shear * y), the probability of thickening or thinning the strokes by one pixel (0: off), whether
+#: the shift places the ink's centroid rather than moving the image (1: on), and the threshold that makes the moved
+#: view binary again (0: off)
+DEFAULT_AUGMENT = {"rotate": 10.0, "scale": 0.1, "shift": 0.08, "shear": 0.0, "stroke": 0.0, "recentre": 0.0,
+                   "binarise": 0.0}
 
 
 def balanced_assignment(log_probs: Tensor, iterations: int = 3, epsilon: float = 0.05) -> Tensor:
@@ -88,9 +91,20 @@ def balanced_assignment(log_probs: Tensor, iterations: int = 3, epsilon: float =
         return (q * b).to(log_probs.dtype)
 
 
+def ink_centroid(x: Tensor) -> Tensor:
+    """``(B, 2)``: each image's intensity-weighted centre in ``affine_grid``'s coordinates (x right, y down, the image
+    spanning −1 to 1); the image centre for a blank image."""
+    b, _, h, w = x.shape
+    mass = x.float().sum(1)  # (B, H, W)
+    total = mass.sum((1, 2)).clamp_min(1e-12)
+    xs = (2 * torch.arange(w, device=x.device, dtype=torch.float32) + 1) / w - 1
+    ys = (2 * torch.arange(h, device=x.device, dtype=torch.float32) + 1) / h - 1
+    return torch.stack([(mass.sum(1) * xs).sum(1) / total, (mass.sum(2) * ys).sum(1) / total], 1)
+
+
 def random_affine(
     x: Tensor, generator: torch.Generator, rotate: float, scale: float, shift: float, shear: float = 0.0,
-    stroke: float = 0.0,
+    stroke: float = 0.0, recentre: float = 0.0, binarise: float = 0.0,
 ) -> Tensor:
     """``x`` (B, C, H, W) under independent random rotations (±``rotate`` degrees), scalings (×1 ± ``scale``), shifts
     (± ``shift`` of the image size) and horizontal shears (±``shear``), bilinear with zero padding; then, with
@@ -99,6 +113,12 @@ def random_affine(
     Why shear and stroke: on MNIST a 10-way code left to itself splits digits by slant and by stroke width, the two
     largest nuisances of handwriting; a code asked to survive them has to find something else. Neither is drawn when
     its setting is 0, so the other transforms' noise does not depend on whether they are available.
+
+    ``recentre`` (1: on) makes the shift a *placement*: the ink's centroid goes to the drawn point (± ``shift`` of the
+    size about the centre) and the rotation and scaling turn about it, so the view's position no longer depends on the
+    image's — for data whose objects can be anywhere (dSprites), where a shift relative to the current position would
+    push them out of the frame. ``binarise`` (a threshold, 0: off) makes the view binary again, as the data is,
+    so that the blur of resampling is no cue. Neither draws noise.
     """
     b = x.shape[0]
 
@@ -115,7 +135,11 @@ def random_affine(
         s = uniform(shear)
         rows[0] = torch.stack([cos, s * cos - sin, tx], 1)
         rows[1] = torch.stack([sin, s * sin + cos, ty], 1)
-    theta = torch.stack(rows, 1).to(x.dtype)
+    theta = torch.stack(rows, 1)
+    if recentre:  # input = A·(output − d) + c: the centroid c appears at the drawn point d = (tx, ty)
+        linear, placed = theta[:, :, :2], torch.stack([tx, ty], 1)
+        theta = torch.cat([linear, (ink_centroid(x) - (linear @ placed[:, :, None])[:, :, 0])[:, :, None]], 2)
+    theta = theta.to(x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if stroke:
@@ -125,6 +149,8 @@ def random_affine(
         eroded = -F.max_pool2d(-out, 3, stride=1, padding=1)
         shape = (b,) + (1,) * (x.dim() - 1)
         out = torch.where(thicker.view(shape), dilated, torch.where(thinner.view(shape), eroded, out))
+    if binarise:
+        out = (out >= binarise).to(out.dtype)
     return out
 
 
@@ -220,6 +246,12 @@ class DiscreteCodeObjective(Objective):
             options[key] = _weight(f"augment[{key!r}]", value)
         if options["stroke"] > 1:
             raise ConfigError(f"jointvae_code augment['stroke'] is a probability in [0, 1], got {options['stroke']!r}")
+        if options["recentre"] not in (0.0, 1.0):
+            raise ConfigError(f"jointvae_code augment['recentre'] is 0 (off) or 1 (on), got {options['recentre']!r}")
+        if options["binarise"] >= 1:
+            raise ConfigError(
+                f"jointvae_code augment['binarise'] is a threshold in (0, 1) (0 turns it off), got {options['binarise']!r}"
+            )
         return options
 
     def _mixture_channel(self) -> str:

@@ -498,3 +498,42 @@ def test_heads_on_an_encoder_without_a_final_linear_layer_say_what_is_needed():
 
     with pytest.raises(ConfigError, match="final nn.Linear"):
         final_linear(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)), 10)
+
+
+# --- placement augmentation (dSprites) ---------------------------------------------------------------------------------
+
+
+def _blob(size=64, row=10, col=50, radius=4):
+    y, x = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    return (((y - row) ** 2 + (x - col) ** 2) <= radius**2).float()[None, None]
+
+
+def test_recentre_places_the_inks_centroid_at_the_drawn_point_wherever_the_object_was():
+    from latentkit_plugins.code_objective import ink_centroid
+
+    image = torch.cat([_blob(row=10, col=50), _blob(row=45, col=12)])
+    still = random_affine(image, torch.Generator().manual_seed(0), rotate=0.0, scale=0.0, shift=0.0, recentre=1.0)
+    assert torch.allclose(ink_centroid(still), torch.zeros(2, 2), atol=1 / 32)  # both at the centre, within a pixel
+    assert torch.allclose(still[0].sum(), image[0].sum(), rtol=0.02)  # moved, not cut
+    draw = lambda images: random_affine(images, torch.Generator().manual_seed(1), rotate=180.0, scale=0.0,  # noqa: E731
+                                        shift=0.25, recentre=1.0)
+    first, second = ink_centroid(draw(image[:1].repeat(64, 1, 1, 1))), ink_centroid(draw(image[1:].repeat(64, 1, 1, 1)))
+    assert first.abs().max() <= 0.5 + 1 / 32 and first.abs().max() > 0.3  # anywhere within ±0.25 of the size
+    # the placement does not depend on where the object was: under the same draws both objects land at the same points
+    assert torch.allclose(first, second, atol=1 / 16)
+
+
+def test_binarise_makes_the_moved_view_binary_and_draws_no_noise():
+    image = _blob(radius=8)
+    generator = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    grey = random_affine(image, generator(), rotate=30.0, scale=0.2, shift=0.1)
+    binary = random_affine(image, generator(), rotate=30.0, scale=0.2, shift=0.1, binarise=0.5)
+    assert ((grey > 0) & (grey < 1)).any()
+    assert set(binary.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(binary, (grey >= 0.5).float())
+
+
+@pytest.mark.parametrize(("augment", "message"), [({"recentre": 0.5}, "recentre"), ({"binarise": 1.0}, "binarise")])
+def test_bad_placement_options_are_config_errors(augment, message):
+    with pytest.raises(ConfigError, match=message):
+        build_objective(Component("jointvae_code", {"terms": TERMS, "augment": augment}), small_model())
