@@ -102,7 +102,7 @@ def arm_spec(arm: str, args: argparse.Namespace, threads: int) -> tuple[SweepSpe
         "train.figures_every=0",
         f"train.checkpoint_every={max(1, args.steps // 10)}",
         "train.log_every=100",
-    ]
+    ] + list(args.set)
     return spec, sets
 
 
@@ -185,6 +185,8 @@ def main() -> int:
                         help="images (a fixed random subset of the 737,280) for the accuracies and reconstruction")
     parser.add_argument("--votes", type=lambda t: tuple(int(v) for v in t.split(",")), default=(10_000, 5_000),
                         help="FactorVAE score: training and evaluation votes (default the protocol's 10000,5000)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a further recipe override for every run (e.g. 'train.precision=\"bfloat16\"')")
     parser.add_argument("--summarise-only", action="store_true", help="tabulate the stored results, train nothing")
     args = parser.parse_args()
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
