@@ -67,10 +67,10 @@ USED_SHARE = 0.01
 LOGGED_AS = {"marginal": ("code/marginal_kl", 1.0), "mutual_information": ("code/mutual_information", -1.0)}
 #: the augmentation's defaults: rotation in degrees, relative scale change, shift as a share of the size, horizontal
 #: shear factor (x += shear * y), the probability of thickening or thinning the strokes by one pixel (0: off), whether
-#: the shift places the ink's centroid rather than moving the image (1: on), and the threshold that makes the moved
-#: view binary again (0: off)
+#: the shift places the ink's centroid rather than moving the image (1: on), whether the scaling gives the ink another
+#: image's area (1: on), and the threshold that makes the moved view binary again (0: off)
 DEFAULT_AUGMENT = {"rotate": 10.0, "scale": 0.1, "shift": 0.08, "shear": 0.0, "stroke": 0.0, "recentre": 0.0,
-                   "binarise": 0.0}
+                   "resize": 0.0, "binarise": 0.0}
 
 
 def balanced_assignment(log_probs: Tensor, iterations: int = 3, epsilon: float = 0.05) -> Tensor:
@@ -104,7 +104,7 @@ def ink_centroid(x: Tensor) -> Tensor:
 
 def random_affine(
     x: Tensor, generator: torch.Generator, rotate: float, scale: float, shift: float, shear: float = 0.0,
-    stroke: float = 0.0, recentre: float = 0.0, binarise: float = 0.0,
+    stroke: float = 0.0, recentre: float = 0.0, resize: float = 0.0, binarise: float = 0.0,
 ) -> Tensor:
     """``x`` (B, C, H, W) under independent random rotations (±``rotate`` degrees), scalings (×1 ± ``scale``), shifts
     (± ``shift`` of the image size) and horizontal shears (±``shear``), bilinear with zero padding; then, with
@@ -117,8 +117,11 @@ def random_affine(
     ``recentre`` (1: on) makes the shift a *placement*: the ink's centroid goes to the drawn point (± ``shift`` of the
     size about the centre) and the rotation and scaling turn about it, so the view's position no longer depends on the
     image's — for data whose objects can be anywhere (dSprites), where a shift relative to the current position would
-    push them out of the frame. ``binarise`` (a threshold, 0: off) makes the view binary again, as the data is,
-    so that the blur of resampling is no cue. Neither draws noise.
+    push them out of the frame. ``resize`` (1: on) likewise makes the scaling a choice of size: the ink's area becomes
+    that of another image of the batch drawn at random (then × the drawn factor squared), so the view's size is
+    distributed as the data's sizes are, whatever the image's own — a factor about 1 could never take the smallest
+    dSprites shapes to the largest. ``binarise`` (a threshold, 0: off) makes the view binary again, as the data is,
+    so that the blur of resampling is no cue. Only ``resize`` draws noise of its own (the partner images, right after the shifts; nothing when off).
     """
     b = x.shape[0]
 
@@ -129,6 +132,11 @@ def random_affine(
     angle = uniform(math.radians(rotate))
     factor = 1 + uniform(scale)
     tx, ty = uniform(2 * shift), uniform(2 * shift)  # affine_grid's coordinates span 2 per image side
+    if resize:  # the ink's area becomes a random other image's of the batch (then × the drawn factor²)
+        partner = torch.randint(b, (b,), generator=generator, device=generator.device).to(x.device)
+        mass = x.float().sum(tuple(range(1, x.dim())))
+        ratio = torch.sqrt(mass[partner] / mass.clamp_min(1e-12))
+        factor = factor * torch.where((mass > 0) & (mass[partner] > 0), ratio, torch.ones_like(ratio))
     cos, sin = torch.cos(angle) / factor, torch.sin(angle) / factor
     rows = [torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)]
     if shear:  # output x reads input x + s·y: the first row of the rotation-scale times [[1, s], [0, 1]]
@@ -246,8 +254,9 @@ class DiscreteCodeObjective(Objective):
             options[key] = _weight(f"augment[{key!r}]", value)
         if options["stroke"] > 1:
             raise ConfigError(f"jointvae_code augment['stroke'] is a probability in [0, 1], got {options['stroke']!r}")
-        if options["recentre"] not in (0.0, 1.0):
-            raise ConfigError(f"jointvae_code augment['recentre'] is 0 (off) or 1 (on), got {options['recentre']!r}")
+        for switch in ("recentre", "resize"):
+            if options[switch] not in (0.0, 1.0):
+                raise ConfigError(f"jointvae_code augment[{switch!r}] is 0 (off) or 1 (on), got {options[switch]!r}")
         if options["binarise"] >= 1:
             raise ConfigError(
                 f"jointvae_code augment['binarise'] is a threshold in (0, 1) (0 turns it off), got {options['binarise']!r}"

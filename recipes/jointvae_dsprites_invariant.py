@@ -4,9 +4,10 @@ Why: trained as the paper trains it, the 3-way code holds the object's *size*, n
 with scale 0.44 and with shape 0.05: docs/results.md) — size changes the most pixels. Position, scale and rotation are
 exact symmetries of how dSprites is made, the same kind of nuisance slant and stroke width are on MNIST, so this recipe
 applies the MNIST lever (``jointvae_mnist_invariant.py``) with dSprites' own moves: the code of an image should be the
-code of the same object placed anywhere in the frame, turned through any angle and scaled by up to ±30%
+code of the same object placed anywhere in the frame, turned through any angle and given any size the data has
 (``jointvae_code`` consistency, weight 100, with ``recentre``: the ink's centroid is placed, not shifted, so nothing
-leaves the frame; ``binarise``: the moved view is as binary as the data), and the batch's categories stay balanced
+leaves the frame; ``resize``: the ink's area becomes another image's of the batch, ±10%; ``binarise``: the moved view
+is as binary as the data), and the batch's categories stay balanced
 (Sinkhorn, weight 30; dSprites' shapes are equally frequent).
 
 The schedule is the 20,000-step comparison's fixed one (``benchmarks/compare_dsprites.py --schedule fixed``: γ = 30,
@@ -24,9 +25,9 @@ from latentkit_plugins.jointvae_recipe import Capacity, JointVAEConfig
 
 STEPS = 20_000
 RAMP = 12_000
-#: the moved view: any rotation, ×(1 ± 0.3), the centroid placed within ±25% of the size about the centre (the data's
-#: positions span about ±25%), binary again
-AUGMENT = {"rotate": 180.0, "scale": 0.3, "shift": 0.25, "recentre": 1.0, "binarise": 0.5}
+#: the moved view: any rotation, another image's area ×(1 ± 0.1)², the centroid placed within ±25% of the size about
+#: the centre (the data's positions span about ±25%), binary again
+AUGMENT = {"rotate": 180.0, "scale": 0.1, "shift": 0.25, "recentre": 1.0, "resize": 1.0, "binarise": 0.5}
 
 
 def config() -> JointVAEConfig:

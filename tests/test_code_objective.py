@@ -533,7 +533,23 @@ def test_binarise_makes_the_moved_view_binary_and_draws_no_noise():
     assert torch.equal(binary, (grey >= 0.5).float())
 
 
-@pytest.mark.parametrize(("augment", "message"), [({"recentre": 0.5}, "recentre"), ({"binarise": 1.0}, "binarise")])
+@pytest.mark.parametrize(("augment", "message"), [({"recentre": 0.5}, "recentre"), ({"resize": 2.0}, "resize"), ({"binarise": 1.0}, "binarise")])
 def test_bad_placement_options_are_config_errors(augment, message):
     with pytest.raises(ConfigError, match=message):
         build_objective(Component("jointvae_code", {"terms": TERMS, "augment": augment}), small_model())
+
+
+def test_resize_gives_each_view_the_ink_area_of_another_image_of_the_batch():
+    images = torch.cat([_blob(radius=r) for r in (3, 5, 8, 11)])  # areas 29 to 377 px
+    mass = images.sum((1, 2, 3))
+    views = random_affine(images, torch.Generator().manual_seed(0), rotate=0.0, scale=0.0, shift=0.0, recentre=1.0,
+                          resize=1.0)
+    moved = views.sum((1, 2, 3))
+    nearest = (moved[:, None] / mass[None] - 1).abs().min(1).values
+    assert nearest.max() < 0.15  # every view has (up to resampling) the area of one of the batch's images
+    sizes = torch.stack([random_affine(images, torch.Generator().manual_seed(s), rotate=0.0, scale=0.0, shift=0.0,
+                                       recentre=1.0, resize=1.0).sum((1, 2, 3)) for s in range(20)])
+    small = sizes[:, 0]
+    assert small.max() > 5 * mass[0]  # the smallest object is sometimes given the largest size
+    blank = random_affine(torch.zeros(2, 1, 16, 16), torch.Generator().manual_seed(0), 0.0, 0.0, 0.0, resize=1.0)
+    assert torch.equal(blank, torch.zeros(2, 1, 16, 16))  # no division by an empty image's area
