@@ -27,7 +27,7 @@ lever against that, off by default (weight 0), so each can be measured alone and
 
 ``heads`` (more than 1) adds ``heads − 1`` auxiliary K-way clustering heads on the encoder's last hidden features,
 each trained with the same consistency and balance terms (their mean is added, so the heads together weigh as much
-as the code's own terms), and lets the one whose loss has been lowest teach the code
+as the code's own terms; with ``detach_heads`` they read the features without shaping them), and lets the one whose loss has been lowest teach the code
 (IIC's lowest-loss head, without labels); ``overcluster`` adds a head with that many categories that only shapes the
 features (:mod:`code_heads`).
 
@@ -198,6 +198,7 @@ class DiscreteCodeObjective(Objective):
         heads: int = 1,
         overcluster: int = 0,
         select_every: int = 1000,
+        detach_heads: bool = False,
     ):
         if channel not in latent.names:
             raise ConfigError(f"jointvae_code channel {channel!r} is not a channel of this latent ({latent.names})")
@@ -227,6 +228,9 @@ class DiscreteCodeObjective(Objective):
         self.extra_heads = check("heads", heads, positive_int, owner="jointvae_code", example="5") - 1
         self.overcluster = check("overcluster", overcluster, non_negative_int, owner="jointvae_code", example="50")
         self.select_every = check("select_every", select_every, positive_int, owner="jointvae_code", example="1000")
+        if not isinstance(detach_heads, bool):
+            raise ConfigError(f"jointvae_code detach_heads is true or false, got {detach_heads!r}")
+        self.detach_heads = detach_heads
         if (self.extra_heads or self.overcluster) and not (self.weights["balance"] or self.weights["augment"]):
             raise ConfigError(
                 "jointvae_code heads and overcluster train extra heads with the balance and consistency terms; set "
@@ -310,7 +314,7 @@ class DiscreteCodeObjective(Objective):
         log_alpha = torch.log(alpha + EPS)
         mean = alpha.mean(0)
         terms = {"marginal": (mean * torch.log(mean * self.categories + EPS)).sum()}
-        features = self.tap.take(x.shape[0]) if self.head_state is not None else None
+        features = self._head_features(x.shape[0]) if self.head_state is not None else None
         own = balanced_assignment(log_alpha, self.iterations, self.epsilon) if self.weights["balance"] else None
         target, heads = own, None
         if self.head_state is not None:
@@ -347,6 +351,11 @@ class DiscreteCodeObjective(Objective):
         return logs
 
     # --- auxiliary heads -----------------------------------------------------------------------------------------------
+    def _head_features(self, rows: int) -> Tensor:
+        """The features of the latest encoder pass; detached when the heads are probes (``detach_heads``)."""
+        features = self.tap.take(rows)
+        return features.detach() if self.detach_heads else features
+
     def _head_views(self, features: Tensor) -> dict[str, list[Tensor]]:
         """Every head's log q(c|x) on the batch and its target (balanced assignment, or its own q(c|x) held fixed)."""
         state = self.head_state
@@ -377,7 +386,7 @@ class DiscreteCodeObjective(Objective):
         state = self.head_state
         moved_log_probs: list[Tensor | None] = [None] * len(heads["log_probs"])
         if moved is not None:  # the augmented view's encoder pass has just filled the tap
-            moved_features = self.tap.take(alpha.shape[0])
+            moved_features = self._head_features(alpha.shape[0])
             moved_log_probs = state.head_log_probs(moved_features)
             extra = state.overcluster_log_probs(moved_features)
             if extra is not None:

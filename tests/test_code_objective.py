@@ -553,3 +553,27 @@ def test_resize_gives_each_view_the_ink_area_of_another_image_of_the_batch():
     assert small.max() > 5 * mass[0]  # the smallest object is sometimes given the largest size
     blank = random_affine(torch.zeros(2, 1, 16, 16), torch.Generator().manual_seed(0), 0.0, 0.0, 0.0, resize=1.0)
     assert torch.equal(blank, torch.zeros(2, 1, 16, 16))  # no division by an empty image's area
+
+
+def test_detached_heads_train_themselves_but_not_the_encoder():
+    model = small_model()
+    model.eval()  # one deterministic encoding per pass: the objectives below see identical values
+    x = batch()
+    encoder = [p for p in model.encoder.parameters()]
+
+    def encoder_gradients(objective_fn):
+        logs = objective_fn(x, model(x), 500)
+        grads = torch.autograd.grad(logs["objective"], encoder + heads, allow_unused=True)
+        return [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, encoder + heads)]
+
+    heads = []
+    plain = encoder_gradients(objective(model, **HEADS))[: len(encoder)]
+    for detach in (True, False):
+        code = objective(model, heads=3, detach_heads=detach, **HEADS)
+        heads = list(code.trainable().parameters())
+        grads = encoder_gradients(code)
+        assert all(g.abs().sum() > 0 for g in grads[len(encoder):])  # the heads learn either way
+        same = all(torch.allclose(a, b, rtol=1e-4, atol=1e-7 * float(a.abs().max())) for a, b in zip(plain, grads))
+        assert same == detach  # only undetached heads reach the encoder
+    with pytest.raises(ConfigError, match="detach_heads"):
+        objective(small_model(), heads=2, detach_heads="yes", **HEADS)
