@@ -21,6 +21,11 @@ lever against that, off by default (weight 0), so each can be measured alone and
   (I = H(c) − H(c|c′): the batch should use every category) and the augmentation one (the pair should agree) in one
   quantity with a fixed ceiling, log K, and lets the gradient through both views. Uses ``augment``'s transforms and
   shares its second encoder pass.
+* ``reconstruction_assignment_weight``: λ·CE(R, q(c|x)), R the batch's balanced assignment of the categories by how
+  well each *reconstructs* the image: every image is decoded once per category (the other channels at their
+  representative value, this one one-hot), and R is the Sinkhorn-balanced assignment of the per-image log-likelihoods
+  (CascadeVAE's batch-balanced assignment by reconstruction, Jeong & Song 2019). The category is then what the
+  decoder can use that the continuous code does not already carry. Costs K decoder passes per step, without gradient.
 * ``assignment_weight``: λ·CE(r, q(c|x)) for a latent whose continuous channel has a mixture prior indexed by the
   category (``gaussian_mixture``): r ∝ exp(−KL(q(z|x) ‖ p(z|c))) is the category the continuous code's position implies
   (VaDE's posterior over components); the encoder's own q(c|x) is pulled toward it.
@@ -191,6 +196,7 @@ class DiscreteCodeObjective(Objective):
         augment_weight: float = 0.0,
         assignment_weight: float = 0.0,
         mutual_information_weight: float = 0.0,
+        reconstruction_assignment_weight: float = 0.0,
         warmup: int = 0,
         sinkhorn_iterations: int = 3,
         sinkhorn_epsilon: float = 0.05,
@@ -216,6 +222,7 @@ class DiscreteCodeObjective(Objective):
             "augment": _weight("augment_weight", augment_weight),
             "assignment": _weight("assignment_weight", assignment_weight),
             "mutual_information": _weight("mutual_information_weight", mutual_information_weight),
+            "reconstruction_assignment": _weight("reconstruction_assignment_weight", reconstruction_assignment_weight),
         }
         self.warmup = check("warmup", warmup, non_negative_int, owner="jointvae_code", example="1000")
         self.iterations = check("sinkhorn_iterations", sinkhorn_iterations, positive_int, owner="jointvae_code",
@@ -335,6 +342,9 @@ class DiscreteCodeObjective(Objective):
             with torch.no_grad():
                 resp = family.responsibilities(output.params[self.mixture]).float()
             terms["assignment"] = -(resp * log_alpha).sum(1).mean()
+        if self.weights["reconstruction_assignment"]:
+            target_by_decoder = self._reconstruction_assignment(x, output)
+            terms["reconstruction_assignment"] = -(target_by_decoder * log_alpha).sum(1).mean()
         share = self.ramp(step)
         added = sum(self.weights[name] * share * value for name, value in terms.items() if self.weights[name])
         if heads is not None:
@@ -349,6 +359,29 @@ class DiscreteCodeObjective(Objective):
             counts = torch.bincount(alpha.argmax(1), minlength=self.categories).float()
             logs["code/categories_used"] = (counts >= USED_SHARE * alpha.shape[0]).sum().float()
         return logs
+
+    @torch.no_grad()
+    def _reconstruction_assignment(self, x: Tensor, output: ModelOutput) -> Tensor:
+        """The balanced assignment of the categories by each image's log-likelihood decoded with each category."""
+        if self.model is None:
+            raise ConfigError(
+                "jointvae_code reconstruction_assignment_weight decodes every category, so it needs the model; the "
+                "training task attaches it (Objective.attach) — when calling the objective yourself, call "
+                "objective.attach(model, seed) first"
+            )
+        b, k = x.shape[0], self.categories
+        values = {name: family.representative(output.params[name]).detach().float()
+                  for name, family in self.latent.items()}
+        values[self.channel] = torch.eye(k, device=x.device, dtype=torch.float32).repeat_interleave(b, 0)
+        latent = self.latent.concat({name: v if name == self.channel else v.repeat(k, 1) for name, v in values.items()})
+        decoded = self.model.decode(latent).float().clamp(1e-6, 1 - 1e-6)
+        target = x.float().repeat(k, *([1] * (x.dim() - 1)))
+        if getattr(self.base, "likelihood", "bernoulli") == "gaussian":
+            nll = (decoded - target).pow(2) / (2 * float(getattr(self.base, "sigma", 0.1)) ** 2)
+        else:
+            nll = -(target * decoded.log() + (1 - target) * (1 - decoded).log())
+        log_likelihood = -nll.flatten(1).sum(1).view(k, b).T  # (B, K)
+        return balanced_assignment(log_likelihood, self.iterations, 1.0)
 
     # --- auxiliary heads -----------------------------------------------------------------------------------------------
     def _head_features(self, rows: int) -> Tensor:

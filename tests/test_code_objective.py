@@ -577,3 +577,35 @@ def test_detached_heads_train_themselves_but_not_the_encoder():
         assert same == detach  # only undetached heads reach the encoder
     with pytest.raises(ConfigError, match="detach_heads"):
         objective(small_model(), heads=2, detach_heads="yes", **HEADS)
+
+
+# --- assignment by reconstruction (CascadeVAE) -------------------------------------------------------------------------
+
+
+def test_reconstruction_assignment_gives_each_image_the_category_that_decodes_it_best():
+    model = small_model()
+    model.eval()
+    n = 4 * K
+    truth = torch.arange(n) % K  # image i is best explained by category i % K
+    prototypes = torch.rand(K, 1, 32, 32, generator=torch.Generator().manual_seed(5)).round()
+    x = prototypes[truth]
+    cont = model.latent.sample_slices()["cont"].stop
+
+    def decode(latent):  # the one-hot category picks a prototype, blurred a little; the continuous code is ignored
+        return (0.8 * prototypes[latent[:, cont:].argmax(1)] + 0.1).clamp(0, 1)
+
+    model.decode = decode
+    code = objective(model, reconstruction_assignment_weight=2.0, sinkhorn_iterations=10)
+    target = code._reconstruction_assignment(x, model(x))
+    assert torch.equal(target.argmax(1), truth)
+    assert torch.allclose(target.sum(0), torch.full((K,), n / K), rtol=1e-3)  # balanced
+    logs = code(x, model(x), 500)
+    log_alpha = torch.log(model(x).params["disc"]["alpha"].float() + 1e-12)
+    assert float(logs["code/reconstruction_assignment"]) == pytest.approx(float(-(target * log_alpha).sum(1).mean()), rel=1e-5)
+
+
+def test_reconstruction_assignment_needs_the_model():
+    model = small_model()
+    code = build_objective(Component("jointvae_code", {"terms": TERMS, "reconstruction_assignment_weight": 1.0}), model)
+    with pytest.raises(ConfigError, match="attach"):
+        code(batch(), model(batch()), 1)
