@@ -360,15 +360,17 @@ class DiscreteCodeObjective(Objective):
             logs["code/categories_used"] = (counts >= USED_SHARE * alpha.shape[0]).sum().float()
         return logs
 
+    def _require_model(self, why: str) -> None:
+        if self.model is None:
+            raise ConfigError(
+                f"jointvae_code {why}, so it needs the model; the training task attaches it (Objective.attach) — when "
+                f"calling the objective yourself, call objective.attach(model, seed) first"
+            )
+
     @torch.no_grad()
     def _reconstruction_assignment(self, x: Tensor, output: ModelOutput) -> Tensor:
         """The balanced assignment of the categories by each image's log-likelihood decoded with each category."""
-        if self.model is None:
-            raise ConfigError(
-                "jointvae_code reconstruction_assignment_weight decodes every category, so it needs the model; the "
-                "training task attaches it (Objective.attach) — when calling the objective yourself, call "
-                "objective.attach(model, seed) first"
-            )
+        self._require_model("reconstruction_assignment_weight decodes every category")
         b, k = x.shape[0], self.categories
         values = {name: family.representative(output.params[name]).detach().float()
                   for name, family in self.latent.items()}
@@ -440,12 +442,7 @@ class DiscreteCodeObjective(Objective):
 
     def _moved_alpha(self, x: Tensor, step: int) -> Tensor:
         """q(c | T(x)) for a random transform T of each image (the augmented view), float32."""
-        if self.model is None:
-            raise ConfigError(
-                "jointvae_code augment_weight and mutual_information_weight need the model to encode the augmented "
-                "view; the training task attaches it (Objective.attach) — when calling the objective yourself, call "
-                "objective.attach(model, seed) first"
-            )
+        self._require_model("augment_weight and mutual_information_weight encode the augmented view")
         if x.dim() != 4:
             raise ConfigError(
                 f"jointvae_code augment_weight and mutual_information_weight transform images (B, C, H, W); this data "
