@@ -65,6 +65,8 @@ WEIGHT = Rule(non_negative_float.test, "a finite non-negative number (0 turns th
 
 #: log(α + EPS): the categorical's probabilities may be exactly 0 in float32
 EPS = 1e-12
+#: the decoding assignment's floor, in nats below an image's best category (e^-50: negligible, yet not zero)
+LIKELIHOOD_FLOOR = 50.0
 #: share of a batch's arg-max assignments a category needs to count as used
 USED_SHARE = 0.01
 #: terms logged under another name than ``code/<term>``, with the sign of the logged value (the terms are losses; the
@@ -382,8 +384,11 @@ class DiscreteCodeObjective(Objective):
             nll = (decoded - target).pow(2) / (2 * float(getattr(self.base, "sigma", 0.1)) ** 2)
         else:
             nll = -(target * decoded.log() + (1 - target) * (1 - decoded).log())
-        log_likelihood = -nll.flatten(1).sum(1).view(k, b).T  # (B, K)
-        return balanced_assignment(log_likelihood, self.iterations, 1.0)
+        log_likelihood = -nll.flatten(1).sum(1).view(k, b).T  # (B, K), in nats summed over pixels: hundreds apart
+        # Relative to each image's best category (Sinkhorn's row scaling makes the shift immaterial) and floored at
+        # e^-50, so no image's or category's mass underflows to zero.
+        relative = (log_likelihood - log_likelihood.max(1, keepdim=True).values).clamp_min(-LIKELIHOOD_FLOOR)
+        return balanced_assignment(relative, self.iterations, 1.0)
 
     # --- auxiliary heads -----------------------------------------------------------------------------------------------
     def _head_features(self, rows: int) -> Tensor:

@@ -609,3 +609,20 @@ def test_reconstruction_assignment_needs_the_model():
     code = build_objective(Component("jointvae_code", {"terms": TERMS, "reconstruction_assignment_weight": 1.0}), model)
     with pytest.raises(ConfigError, match="attach"):
         code(batch(), model(batch()), 1)
+
+
+def test_reconstruction_assignment_stays_finite_when_categories_are_thousands_of_nats_apart():
+    model = small_model()
+    model.eval()
+    x = torch.ones(2 * K, 1, 32, 32)
+    cont = model.latent.sample_slices()["cont"].stop
+
+    def decode(latent):  # category 0 reconstructs all-ones images almost perfectly, the others as badly as possible
+        best = (latent[:, cont:].argmax(1) == 0).float()[:, None, None, None]
+        return best * 0.999999 + (1 - best) * 1e-6 + torch.zeros(len(latent), 1, 32, 32)
+
+    model.decode = decode
+    code = objective(model, reconstruction_assignment_weight=1.0, sinkhorn_iterations=10)
+    target = code._reconstruction_assignment(x, model(x))
+    assert torch.isfinite(target).all()
+    assert torch.allclose(target.sum(0), torch.full((K,), 2.0), rtol=1e-3)  # still balanced: images share the others
