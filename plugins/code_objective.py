@@ -36,7 +36,8 @@ as the code's own terms; with ``detach_heads`` they read the features without sh
 (IIC's lowest-loss head, without labels); ``overcluster`` adds a head with that many categories that only shapes the
 features (:mod:`code_heads`).
 
-Every weight is ramped linearly from 0 over ``warmup`` steps (0: full weight from the first step). The added terms are
+Every weight is 0 until step ``start`` (default 0), then ramped linearly from 0 over ``warmup`` steps (0: full weight
+at once). The added terms are
 in the objective's units (nats per image, like γ·|KL − C|), so their weights compare with γ; ``loss`` divides them by
 the same per-pixel divisor as the base. ``code/marginal_kl`` and ``code/categories_used`` (categories that hold at least
 1% of the batch's arg-max assignments) are always logged, so the paper recipe's category usage can be watched too.
@@ -200,6 +201,7 @@ class DiscreteCodeObjective(Objective):
         mutual_information_weight: float = 0.0,
         reconstruction_assignment_weight: float = 0.0,
         warmup: int = 0,
+        start: int = 0,
         sinkhorn_iterations: int = 3,
         sinkhorn_epsilon: float = 0.05,
         augment: Mapping | None = None,
@@ -227,6 +229,7 @@ class DiscreteCodeObjective(Objective):
             "reconstruction_assignment": _weight("reconstruction_assignment_weight", reconstruction_assignment_weight),
         }
         self.warmup = check("warmup", warmup, non_negative_int, owner="jointvae_code", example="1000")
+        self.start = check("start", start, non_negative_int, owner="jointvae_code", example="8000")
         self.iterations = check("sinkhorn_iterations", sinkhorn_iterations, positive_int, owner="jointvae_code",
                                 example="3")
         # 0.05 sharpens q(c|x) as SwAV does
@@ -314,7 +317,10 @@ class DiscreteCodeObjective(Objective):
         return self.base.optimizer_options()
 
     def ramp(self, step: int) -> float:
-        """The share of each weight in force at ``step``."""
+        """The share of each weight in force at ``step``: 0 before ``start``, then raised over ``warmup`` steps."""
+        step = step - self.start
+        if step < 0:
+            return 0.0
         return 1.0 if self.warmup == 0 else min(1.0, step / self.warmup)
 
     def __call__(self, x: Tensor, output: ModelOutput, step: int) -> dict[str, Tensor]:

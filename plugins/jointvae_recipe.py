@@ -20,21 +20,25 @@ import attrs
 from latentkit.errors import ConfigError
 from latentkit.specs import ChannelSpec, Component, Experiment, ModelSpec
 from latentkit.train import TrainConfig
-from latentkit.validation import non_negative_float, optional, positive_float, positive_int
+from latentkit.validation import non_negative_float, non_negative_int, optional, positive_float, positive_int
 
 
 @attrs.define
 class Capacity:
-    """A linear capacity ramp ``c_min → c_max`` over ``steps`` (a constant when ``c_min == c_max``)."""
+    """A linear capacity ramp ``c_min → c_max`` over ``steps`` from step ``start`` (a constant when ``c_min == c_max``)."""
 
     c_min: float = attrs.field(default=0.0, validator=non_negative_float.such_as("0.0"))
     c_max: float = attrs.field(default=5.0, validator=non_negative_float.such_as("5.0"))
     steps: int = attrs.field(default=25_000, validator=positive_int.such_as("25000"))
+    start: int = attrs.field(default=0, validator=non_negative_int.such_as("10000"))
 
     def component(self) -> dict:
         if self.c_min == self.c_max:
             return {"name": "constant", "options": {"value": float(self.c_min)}}
-        return {"name": "linear", "options": {"c_min": float(self.c_min), "c_max": float(self.c_max), "steps": self.steps}}
+        options = {"c_min": float(self.c_min), "c_max": float(self.c_max), "steps": self.steps}
+        if self.start:  # only when set: every saved spec without it stays as it was
+            options["start"] = self.start
+        return {"name": "linear", "options": options}
 
 
 @attrs.define

@@ -626,3 +626,13 @@ def test_reconstruction_assignment_stays_finite_when_categories_are_thousands_of
     target = code._reconstruction_assignment(x, model(x))
     assert torch.isfinite(target).all()
     assert torch.allclose(target.sum(0), torch.full((K,), 2.0), rtol=1e-3)  # still balanced: images share the others
+
+
+def test_terms_start_late_when_asked_and_capacities_can_too():
+    from latentkit_plugins.schedules import LinearCapacity
+
+    code = objective(small_model(), marginal_weight=1.0, start=100, warmup=50)
+    assert [code.ramp(s) for s in (0, 99, 100, 125, 150, 400)] == [0.0, 0.0, 0.0, 0.5, 1.0, 1.0]
+    late = LinearCapacity(0.0, 1.1, steps=6000, start=8000)
+    assert [late(s) for s in (0, 8000, 11000, 14000, 99999)] == [0.0, 0.0, pytest.approx(0.55), 1.1, 1.1]
+    assert LinearCapacity(0.0, 5.0, 25000)(12500) == LinearCapacity(0.0, 5.0, 25000, start=0)(12500) == 2.5
