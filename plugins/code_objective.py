@@ -31,10 +31,10 @@ lever against that, off by default (weight 0), so each can be measured alone and
   (VaDE's posterior over components); the encoder's own q(c|x) is pulled toward it.
 
 ``heads`` (more than 1) adds ``heads − 1`` auxiliary K-way clustering heads on the encoder's last hidden features,
-each trained with the same consistency and balance terms (their mean is added, so the heads together weigh as much
-as the code's own terms; with ``detach_heads`` they read the features without shaping them), and lets the one whose loss has been lowest teach the code
-(IIC's lowest-loss head, without labels); ``overcluster`` adds a head with that many categories that only shapes the
-features (:mod:`code_heads`).
+each trained with the same consistency and balance terms, and lets the one whose loss has been lowest teach the code
+(IIC's lowest-loss head, without labels). The heads' mean loss is added times ``heads_weight`` (default 1: together
+they weigh as much as the code's own terms); with ``detach_heads`` they read the features without shaping them.
+``overcluster`` adds a head with that many categories that only shapes the features (:mod:`code_heads`).
 
 Every weight is 0 until step ``start`` (default 0), then ramped linearly from 0 over ``warmup`` steps (0: full weight
 at once). The added terms are
@@ -209,6 +209,7 @@ class DiscreteCodeObjective(Objective):
         overcluster: int = 0,
         select_every: int = 1000,
         detach_heads: bool = False,
+        heads_weight: float = 1.0,
     ):
         if channel not in latent.names:
             raise ConfigError(f"jointvae_code channel {channel!r} is not a channel of this latent ({latent.names})")
@@ -243,6 +244,7 @@ class DiscreteCodeObjective(Objective):
         if not isinstance(detach_heads, bool):
             raise ConfigError(f"jointvae_code detach_heads is true or false, got {detach_heads!r}")
         self.detach_heads = detach_heads
+        self.heads_weight = _weight("heads_weight", heads_weight)
         if (self.extra_heads or self.overcluster) and not (self.weights["balance"] or self.weights["augment"]):
             raise ConfigError(
                 "jointvae_code heads and overcluster train extra heads with the balance and consistency terms; set "
@@ -356,7 +358,7 @@ class DiscreteCodeObjective(Objective):
         share = self.ramp(step)
         added = sum(self.weights[name] * share * value for name, value in terms.items() if self.weights[name])
         if heads is not None:
-            added = added + share * self._train_heads(heads, alpha, log_alpha, own, moved, step, logs)
+            added = added + share * self.heads_weight * self._train_heads(heads, alpha, log_alpha, own, moved, step, logs)
         if isinstance(added, Tensor):
             logs["objective"] = logs["objective"] + added
             logs["loss"] = logs["loss"] + added / self.divisor

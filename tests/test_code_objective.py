@@ -636,3 +636,14 @@ def test_terms_start_late_when_asked_and_capacities_can_too():
     late = LinearCapacity(0.0, 1.1, steps=6000, start=8000)
     assert [late(s) for s in (0, 8000, 11000, 14000, 99999)] == [0.0, 0.0, pytest.approx(0.55), 1.1, 1.1]
     assert LinearCapacity(0.0, 5.0, 25000)(12500) == LinearCapacity(0.0, 5.0, 25000, start=0)(12500) == 2.5
+
+
+def test_heads_weight_scales_what_the_heads_add():
+    model = small_model()
+    model.eval()
+    x = batch()
+    plain = float(objective(model, **HEADS)(x, model(x), 500)["objective"].detach())
+    full = float(objective(model, heads=3, **HEADS)(x, model(x), 500)["objective"].detach())
+    quarter = float(objective(model, heads=3, heads_weight=0.25, **HEADS)(x, model(x), 500)["objective"].detach())
+    assert full > plain
+    assert quarter - plain == pytest.approx(0.25 * (full - plain), rel=1e-4)
