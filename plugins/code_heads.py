@@ -90,8 +90,10 @@ class CodeHeads(nn.Module):
         """Each teaching head's log q(c|x), float32."""
         return [torch.log_softmax(head(features), dim=1) for head in self.heads]
 
-    def overcluster_log_probs(self, features: Tensor) -> Tensor | None:
-        return None if self.overcluster is None else torch.log_softmax(self.overcluster(features), dim=1)
+    def all_log_probs(self, features: Tensor) -> list[Tensor]:
+        """The teaching heads' log q(c|x), then the over-clustering head's when there is one."""
+        extra = [] if self.overcluster is None else [torch.log_softmax(self.overcluster(features), dim=1)]
+        return self.head_log_probs(features) + extra
 
     @torch.no_grad()
     def record(self, losses: Tensor, code_alpha: Tensor, head_targets: list[Tensor]) -> None:

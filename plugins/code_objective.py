@@ -406,11 +406,7 @@ class DiscreteCodeObjective(Objective):
 
     def _head_views(self, features: Tensor) -> dict[str, list[Tensor]]:
         """Every head's log q(c|x) on the batch and its target (balanced assignment, or its own q(c|x) held fixed)."""
-        state = self.head_state
-        log_probs = state.head_log_probs(features)
-        extra = state.overcluster_log_probs(features)
-        if extra is not None:
-            log_probs.append(extra)
+        log_probs = self.head_state.all_log_probs(features)
         targets = [self._target(lp) for lp in log_probs]
         return {"log_probs": log_probs, "targets": targets}
 
@@ -434,11 +430,7 @@ class DiscreteCodeObjective(Objective):
         state = self.head_state
         moved_log_probs: list[Tensor | None] = [None] * len(heads["log_probs"])
         if moved is not None:  # the augmented view's encoder pass has just filled the tap
-            moved_features = self._head_features(alpha.shape[0])
-            moved_log_probs = state.head_log_probs(moved_features)
-            extra = state.overcluster_log_probs(moved_features)
-            if extra is not None:
-                moved_log_probs.append(extra)
+            moved_log_probs = state.all_log_probs(self._head_features(alpha.shape[0]))
         losses = [self._candidate_loss(t.float(), lp.float(), m if m is None else m.float())
                   for t, lp, m in zip(heads["targets"], heads["log_probs"], moved_log_probs)]
         code_target = own if own is not None else alpha.detach()
