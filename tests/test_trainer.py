@@ -486,3 +486,40 @@ def test_vae_task_trains_a_non_statistics_objective_alone_and_refuses_it_across_
     with pytest.raises(ConfigError, match="StatisticsObjective"):
         task.training_step(x[:2], 1, StepContext(range(2), 4, step=1, world_size=2))
     assert task.extra_modules() == {} and task.extra_parameter_groups() == []
+
+
+def test_the_learning_rate_decays_along_a_half_cosine_from_its_start_to_the_last_step():
+    config = _config(steps=100, lr_decay_start=60, lr_final=0.2)
+    factors = [config.learning_rate_factor(step) for step in range(1, 101)]
+    assert factors[:60] == [1.0] * 60  # constant up to and including the start
+    assert factors[-1] == pytest.approx(0.2) and factors[79] == pytest.approx(0.6)  # the end, and halfway (step 80)
+    assert all(a > b for a, b in zip(factors[59:], factors[60:]))  # then strictly falling
+    assert {_config(steps=100).learning_rate_factor(s) for s in range(1, 101)} == {1.0}  # off by default
+
+
+def test_a_decaying_run_ends_at_its_final_rate_and_resumes_bit_identical(tmp_path):
+    settings = _config(steps=20, lr_decay_start=6, lr_final=0.1)
+    torch.manual_seed(0)
+    straight = WithExtra()
+    trainer = Trainer(straight, _images(), settings, tmp_path / "straight")
+    trainer.fit()
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([1e-3, 1e-4])  # both groups × 0.1
+    torch.manual_seed(0)  # the same run, stopped at step 10 while decaying (its checkpoint holds decayed rates)
+    with pytest.raises(Interrupted):
+        Trainer(WithExtra(), _images(), settings, tmp_path / "resumed", hooks=[_SignalAt(10, signal.SIGTERM)]).fit()
+    resumed = WithExtra()
+    trainer = Trainer(resumed, _images(), settings, tmp_path / "resumed")
+    assert trainer.resume_from_latest() == 10
+    trainer.fit()
+    for a, b in [(straight.module, resumed.module), (straight.critic, resumed.critic)]:
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"steps": 30, "lr_decay_start": 30}, "not before the last step"),
+    ({"lr_final": 1.5}, "at most 1"),
+    ({"lr_final": 0.0}, "lr_final"),
+])
+def test_bad_decay_settings_are_clear_errors(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        _config(**changes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
@@ -25,6 +26,9 @@ class TrainConfig:
         steps: optimiser steps to train for.
         batch_size: rows of each step's (global) batch.
         lr: Adam's learning rate.
+        lr_decay_start: the step after which the learning rate falls, along a half cosine, to ``lr_final`` times its
+            value at the last step (0: constant, the original's). Every optimiser group falls by the same factor.
+        lr_final: the learning rate at the last step as a fraction of its starting value, when it decays.
         seed: the run's seed: batches, initialisation and per-sample noise follow from it.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         precision: ``"float32"`` (exact to the original's fixtures) or ``"bfloat16"``: the networks' convolutions and
@@ -42,6 +46,10 @@ class TrainConfig:
     steps: int = attrs.field(default=93_800, validator=positive_int.such_as("93800"))
     batch_size: int = attrs.field(default=64, validator=positive_int.such_as("64"))
     lr: float = attrs.field(default=5e-4, validator=positive_float.such_as("5e-4"))
+    #: the step after which the learning rate falls along a half cosine to ``lr_final`` × its value at the last step;
+    #: 0: constant (the original). A function of the step alone, so resuming keeps it; extending ``steps`` stretches it.
+    lr_decay_start: int = attrs.field(default=0, validator=non_negative_int.such_as("25000"))
+    lr_final: float = attrs.field(default=0.1, validator=positive_float.such_as("0.1"))
     seed: int = attrs.field(default=0, validator=integer)
     device: str = attrs.field(default="auto", validator=one_of(*DEVICES))
     #: "float32" or "bfloat16" (the networks under autocast; loss, KL, weights and optimiser state stay float32)
@@ -59,6 +67,23 @@ class TrainConfig:
     #: torch intra-op threads (0: PyTorch's default, one per core). Small models (MLPs on signals) run faster on one
     #: thread than on several that synchronise every tiny op, especially on a busy machine.
     threads: int = attrs.field(default=0, validator=non_negative_int.such_as("1"))
+
+    def __attrs_post_init__(self) -> None:
+        if self.lr_decay_start and self.lr_decay_start >= self.steps:
+            raise ConfigError(
+                f"train.lr_decay_start={self.lr_decay_start} is not before the last step ({self.steps}); the learning "
+                f"rate would never fall. Choose a step below train.steps, or 0 for a constant learning rate"
+            )
+        if self.lr_final > 1:
+            raise ConfigError(f"train.lr_final is the last learning rate as a fraction of the first (at most 1), "
+                              f"got {self.lr_final}; e.g. 0.1")
+
+    def learning_rate_factor(self, step: int) -> float:
+        """The learning rate of step ``step`` as a fraction of ``lr`` (1 throughout when it does not decay)."""
+        if not self.lr_decay_start or step <= self.lr_decay_start:
+            return 1.0
+        progress = min(1.0, (step - self.lr_decay_start) / (self.steps - self.lr_decay_start))
+        return self.lr_final + (1 - self.lr_final) * 0.5 * (1 + math.cos(math.pi * progress))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

@@ -112,6 +112,8 @@ class Trainer:
         self.extra_modules = {name: self._place(module) for name, module in _checked_extras(task).items()}
         self.optimizer = make_adam(list(self.model.parameters()), config.lr, task.extra_parameter_groups())
         _check_groups_are_saved(self.optimizer, self.model, self.extra_modules)
+        #: each group's learning rate before any decay (a resumed optimiser's groups hold the decayed ones)
+        self._base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         #: every parameter the optimiser updates (its groups are fixed): whose gradients are summed over processes
         self.trained_parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.checkpoint_metadata = dict(checkpoint_metadata or {})
@@ -223,6 +225,10 @@ class Trainer:
             raise
         self.processes.all_reduce_gradients(self.trained_parameters)
         self._check_loss(loss, step)
+        if self.config.lr_decay_start:
+            factor = self.config.learning_rate_factor(step)
+            for group, base in zip(self.optimizer.param_groups, self._base_lrs):
+                group["lr"] = base * factor
         self.optimizer.step()
         self.run.step = step
         return scalars
