@@ -6,8 +6,9 @@ Arms (each a recipe of ``recipes/``, 64x64, Adam 5e-4, batch 64, 6 continuous un
 * ``betavae`` — continuous only, β = 4 (capacity 0, γ = β);
 * ``annealedvae`` — continuous only, Burgess et al.'s annealed capacity (0 → 25 nats, γ = 1000);
 * ``tcvae`` / ``factorvae`` — JointVAE + β-TCVAE's TC term / FactorVAE's discriminator (10·TC);
-* ``jointvae-invariant`` — JointVAE whose discrete code is asked to ignore position, scale and rotation
-  (``recipes/jointvae_dsprites_invariant.py``: the fixed schedule below plus consistency and balance terms).
+* ``jointvae-invariant`` — JointVAE whose discrete code cannot see position or size and is asked to ignore rotation
+  (``recipes/jointvae_dsprites_invariant.py``: the fixed schedule below, the code read from a canonical view of the
+  image, plus consistency and balance terms).
 
 Schedules (``--schedule``):
 
