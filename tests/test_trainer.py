@@ -523,3 +523,43 @@ def test_a_decaying_run_ends_at_its_final_rate_and_resumes_bit_identical(tmp_pat
 def test_bad_decay_settings_are_clear_errors(changes, message):
     with pytest.raises(ConfigError, match=message):
         _config(**changes)
+
+
+def test_a_branch_without_changes_continues_as_the_parent_would_and_leaves_it_alone(tmp_path):
+    straight, parent, branch = tmp_path / "straight", tmp_path / "parent", tmp_path / "branch"
+    assert train(str(RECIPES / "jointvae_shapes.py"), *SMALL, "--steps", "40", "--out", str(straight)) == 0
+    assert train(str(RECIPES / "jointvae_shapes.py"), *SMALL, "--steps", "20", "--out", str(parent)) == 0
+    before = sorted(p.name for p in (parent / "checkpoints").iterdir())
+    source = parent / "checkpoints" / "step-00000020"
+    assert train("--branch", str(source), "--out", str(branch), "--steps", "40", "--quiet") == 0
+    a, b = weights(straight / "final"), weights(branch / "final")
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert sorted(p.name for p in (parent / "checkpoints").iterdir()) == before  # the parent is not touched
+    record = json.loads((branch / "config.json").read_text())["branched_from"]
+    assert record["step"] == 20 and record["train_changes"] == {"steps": 40}
+
+
+def test_a_branch_changes_only_its_training_settings(tmp_path):
+    parent, branch = tmp_path / "parent", tmp_path / "branch"
+    assert train(str(RECIPES / "jointvae_shapes.py"), *SMALL, "--steps", "20", "--out", str(parent)) == 0
+    assert train("--branch", str(parent / "final"), "--out", str(branch), "--steps", "30",
+                 "--set", "train.lr_decay_start=25", "--set", "train.lr_final=0.5", "--quiet") == 0
+    experiment = json.loads((branch / "config.json").read_text())["experiment"]
+    assert experiment["train"]["lr_decay_start"] == 25 and experiment["train"]["steps"] == 30
+    assert json.loads((branch / "final" / "config.json").read_text())["step"] == 30
+    parent_model = json.loads((parent / "config.json").read_text())["experiment"]["model"]
+    assert experiment["model"] == parent_model
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "cont_gamma=3"], "training settings only"),
+    (["--steps", "20"], "ask for more steps"),
+    (["--set", "train.nonsense=1"], "nonsense"),
+])
+def test_bad_branches_are_clear_errors(tmp_path, capsys, extra, message):
+    parent = tmp_path / "parent"
+    assert train(str(RECIPES / "jointvae_shapes.py"), *SMALL, "--steps", "20", "--out", str(parent)) == 0
+    assert train("--branch", str(parent / "final"), "--out", str(tmp_path / "b"), *extra, "--quiet") == 2
+    assert message in capsys.readouterr().err
+    assert train("--branch", str(parent), "--out", str(tmp_path / "c"), "--steps", "30", "--quiet") != 0
+    assert "not a checkpoint folder" in capsys.readouterr().err

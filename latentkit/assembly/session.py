@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,45 @@ def read_run_config(run_dir: Path) -> dict:
     if config.get("format") != RUN_FORMAT:
         raise LatentkitError(f"{str(path)!r} is not a latentkit run config")
     return config
+
+
+def branch_run(checkpoint: str, out: str, train_changes: dict[str, Any]) -> Path:
+    """A new run directory ``out`` that continues from ``checkpoint`` with some training settings changed.
+
+    Why: to ask what a setting does from a given state — the last steps in another precision, a falling learning rate
+    from step N — the branch must start from the very weights, optimiser state and random state of the parent, and
+    only the training settings may differ (a model, objective or data change is a new run). ``checkpoint`` is a
+    step folder (``RUN/checkpoints/step-N``) or ``RUN/final``; the branch holds a copy of it as its only checkpoint and
+    records ``branched_from`` (the checkpoint, its step and the changes) in its ``config.json``; resume it with
+    :func:`prepare_run` (``resume=out``). The parent is not touched."""
+    source = Path(checkpoint)
+    meta_path = source / "config.json"
+    run_dir = source.parent.parent if source.parent.name == "checkpoints" else source.parent
+    if not meta_path.is_file() or not (run_dir / RUN_CONFIG).is_file():
+        raise LatentkitError(
+            f"{checkpoint!r} is not a checkpoint folder of a run: branch from RUN/checkpoints/step-N or RUN/final"
+        )
+    parent = read_run_config(run_dir)
+    step = int(json.loads(meta_path.read_text())["step"])
+    unknown = sorted(set(train_changes) - {f.name for f in attrs.fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"a branch changes training settings only; unknown ones: {unknown}")
+    experiment = experiment_from_dict(parent["experiment"])
+    train = TrainConfig.from_dict({**attrs.asdict(experiment.train), **train_changes})  # checked as any config is
+    if train.steps <= step:
+        raise ConfigError(f"the branch starts after step {step} of its parent; ask for more steps (--steps, the total)")
+    target = Path(out)
+    if target.exists() and any(target.iterdir()):
+        raise LatentkitError(f"{out!r} is not empty; a branch goes into a new directory")
+    folder = target / "checkpoints" / f"step-{step:08d}"
+    shutil.copytree(source, folder)
+    meta = json.loads((folder / "config.json").read_text())
+    meta["train"] = attrs.asdict(train)
+    write_json(folder / "config.json", meta)
+    config = {**parent, "experiment": {**parent["experiment"], "train": attrs.asdict(train)},
+              "branched_from": {"checkpoint": str(source.resolve()), "step": step, "train_changes": train_changes}}
+    write_json(target / RUN_CONFIG, config)
+    return target
 
 
 def resume_experiment(run_dir: str, steps: int | None, device: str | None) -> Experiment:

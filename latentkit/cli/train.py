@@ -20,15 +20,44 @@ def add_train_parser(sub) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    p.add_argument("--branch", metavar="CHECKPOINT",
+                   help="start a new run (--out) from a checkpoint folder (RUN/checkpoints/step-N or RUN/final) with "
+                        "training settings changed (--set train.KEY=VALUE, --steps); the parent is left as it is")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_train)
 
 
+def _train_changes(overrides: list[str]) -> dict:
+    """``--set train.KEY=VALUE`` items as ``{KEY: value}``; anything else is refused (a branch keeps model and data)."""
+    from latentkit.assembly.recipe import json_or_text
+    from latentkit.errors import ConfigError
+
+    changes = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.startswith("train."):
+            raise ConfigError(f"--branch changes training settings only (--set train.KEY=VALUE), got {item!r}; a "
+                              f"change of model, objective or data is a new run")
+        changes[key[len("train."):]] = json_or_text(raw)
+    return changes
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from latentkit.errors import ConfigError
-    from latentkit.assembly.session import prepare_run, resume_experiment
+    from latentkit.assembly.session import branch_run, prepare_run, resume_experiment
 
-    if args.resume:
+    if args.branch:
+        if args.recipe or args.resume or args.seed is not None or not args.out:
+            raise ConfigError("--branch CHECKPOINT needs --out NEW_DIR and takes no recipe, --resume or --seed; change "
+                              "training settings with --set train.KEY=VALUE")
+        changes = _train_changes(args.overrides)
+        changes.update({k: v for k, v in (("steps", args.steps), ("device", args.device)) if v is not None})
+        run_dir = branch_run(args.branch, args.out, changes)
+        experiment = resume_experiment(str(run_dir), None, None)
+        trainer = prepare_run(experiment, resume=str(run_dir), data_root=args.data_root, quiet=args.quiet)
+        if trainer.is_main:
+            print(f"branch {run_dir} from {args.branch} (step {trainer.run.step}) to {experiment.train.steps}: {changes}")
+    elif args.resume:
         if args.recipe or args.overrides or args.seed is not None:
             raise ConfigError("--resume continues a run with its saved settings; pass only --steps, --device, --data-root")
         experiment = resume_experiment(args.resume, args.steps, args.device)
