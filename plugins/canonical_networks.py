@@ -52,49 +52,75 @@ def canonicalise(x: Tensor, size: float) -> Tensor:
 
 
 class CanonicalSplitEncoder(nn.Module):
-    """``cat([main(x), canonical(canonicalise(x))])``: the first outputs from the image, the last from its canonical view."""
+    """The outputs at ``positions`` from ``canonical(canonicalise(x))``, every other output from ``main(x)``."""
 
-    def __init__(self, main: nn.Module, canonical: nn.Module, size: float):
+    def __init__(self, main: nn.Module, canonical: nn.Module, size: float, positions: list[int], out_features: int):
         super().__init__()
         self.main = main
         self.canonical = canonical
         self.size = size
+        rest = [i for i in range(out_features) if i not in set(positions)]
+        # cat([main, canonical]) holds outputs rest + positions in that order; this index puts them back in place
+        self.register_buffer("order", torch.argsort(torch.tensor(rest + list(positions))), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([self.main(x), self.canonical(canonicalise(x, self.size))], 1)
+        joined = torch.cat([self.main(x), self.canonical(canonicalise(x, self.size))], 1)
+        return joined.index_select(1, self.order)
 
 
 class JointVAEConvCanonical(NetworkFamily):
     """``jointvae_conv`` whose last ``canonical_features`` encoder outputs come from a second encoder on the canonical
     view (module docstring). Options: ``canonical_features`` (required: e.g. 3 for one 3-way code after the continuous
-    units), ``canonical_size`` (the ink's side after canonicalisation, a fraction of the frame; default 0.35, a large
+    units; or a list of output positions, e.g. ``[5, 11, 12, 13, 14]`` for a 6-unit Gaussian channel's last unit —
+    its mean at 5, its log-variance at 11 — and a 3-way code after it, so that unit too can hold only what the
+    canonical view shows: shape and rotation), ``canonical_size`` (the ink's side after canonicalisation, a fraction of the frame; default 0.35, a large
     dSprites shape), ``hidden`` (both encoders' and the decoder's hidden width, 256 as in the original)."""
 
     network_name = "jointvae_conv_canonical"
 
-    def __init__(self, canonical_features: int | None = None, canonical_size: float = 0.35, hidden: int = 256):
+    def __init__(self, canonical_features: int | list[int] | None = None, canonical_size: float = 0.35,
+                 hidden: int = 256):
         owner = "jointvae_conv_canonical"
         if canonical_features is None:
             raise ConfigError(
                 "the jointvae_conv_canonical network needs canonical_features: how many of the encoder's last outputs "
                 "come from the canonical view — the categories' count for a JointVAE latent's discrete code, e.g. "
-                'network_options={"canonical_features": 3} for disc_sizes=[3]'
+                'network_options={"canonical_features": 3} for disc_sizes=[3] — or a list of output positions'
             )
-        self.canonical_features = check("canonical_features", canonical_features, positive_int, owner=owner, example="3")
+        if isinstance(canonical_features, (list, tuple)):
+            if not canonical_features or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                                                 for i in canonical_features) \
+                    or len(set(canonical_features)) != len(canonical_features):
+                raise ConfigError(f"{owner} canonical_features as a list holds distinct output positions (whole "
+                                  f"numbers from 0), got {canonical_features!r}; e.g. [5, 11, 12, 13, 14]")
+            self.canonical_features: int | list[int] = [int(i) for i in canonical_features]
+        else:
+            self.canonical_features = check("canonical_features", canonical_features, positive_int, owner=owner,
+                                            example="3")
         self.canonical_size = check("canonical_size", canonical_size, positive_float, owner=owner, example="0.35")
         if self.canonical_size > 1:
             raise ConfigError(f"{owner} canonical_size is a fraction of the frame's side (at most 1), got {canonical_size}")
         self.conv = JointVAEConv(hidden=hidden)
 
     def encoder(self, image_shape: ImageShape, out_features: int) -> nn.Module:
-        if self.canonical_features >= out_features:
+        if isinstance(self.canonical_features, list):
+            positions = self.canonical_features
+            if max(positions) >= out_features:
+                raise ConfigError(
+                    f"jointvae_conv_canonical canonical_features {positions} names positions beyond the latent's "
+                    f"{out_features} parameters (0 to {out_features - 1})"
+                )
+        else:
+            positions = list(range(out_features - self.canonical_features, out_features))
+        if len(positions) >= out_features:
             raise ConfigError(
                 f"jointvae_conv_canonical canonical_features={self.canonical_features} leaves nothing for the main "
                 f"encoder: the latent has {out_features} parameters in all; give the canonical view only the discrete "
                 f"code's logits (the categories' count)"
             )
-        main = self.conv.encoder(image_shape, out_features - self.canonical_features)
-        return CanonicalSplitEncoder(main, self.conv.encoder(image_shape, self.canonical_features), self.canonical_size)
+        main = self.conv.encoder(image_shape, out_features - len(positions))
+        canonical = self.conv.encoder(image_shape, len(positions))
+        return CanonicalSplitEncoder(main, canonical, self.canonical_size, positions, out_features)
 
     def decoder(self, in_features: int, image_shape: ImageShape) -> nn.Module:
         return self.conv.decoder(in_features, image_shape)

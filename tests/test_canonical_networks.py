@@ -69,6 +69,17 @@ def test_the_last_outputs_come_from_the_canonical_view_and_the_rest_from_the_ima
     assert (moved - features[0, -3:]).norm() < 0.5 * (square - features[0, -3:]).norm()
 
 
+def test_a_list_routes_those_output_positions_through_the_canonical_view():
+    # cont unit 1's mean (1) and log-variance (3), and the 3 logits (4, 5, 6): 2 units → params [m0, m1, lv0, lv1, d×3]
+    vae = model(canonical_features=[1, 3, 4, 5, 6])
+    x = dsprites([[2, 5, 10, 3, 4], [0, 1, 30, 20, 9]])
+    features = vae.encoder(x)
+    canonical, main = vae.encoder.canonical(canonicalise(x, SIZE)), vae.encoder.main(x)
+    assert torch.equal(features[:, [1, 3, 4, 5, 6]], canonical) and torch.equal(features[:, [0, 2]], main)
+    params = vae.encode(x)  # the latent reads unit 1 from the canonical view
+    assert torch.equal(params["cont"]["mean"][:, 1], canonical[:, 0])
+
+
 def test_gradients_reach_both_encoders_and_the_model_trains_a_step():
     vae = model()
     x = dsprites([[2, 5, 10, 3, 4], [0, 1, 30, 20, 9], [1, 3, 0, 10, 10]])
@@ -85,6 +96,10 @@ def test_missing_or_oversized_canonical_features_are_clear_errors():
                               Component("jointvae_conv_canonical")))
     with pytest.raises(ConfigError, match="leaves nothing for the main encoder"):
         model(canonical_features=7)
+    with pytest.raises(ConfigError, match="beyond the latent"):
+        model(canonical_features=[3, 7])
+    with pytest.raises(ConfigError, match="distinct output positions"):
+        model(canonical_features=[3, 3])
     with pytest.raises(ConfigError, match="fraction of the frame"):
         build_model(ModelSpec((1, 64, 64), [ChannelSpec("cont", "gaussian", {"units": 2})],
                               Component("jointvae_conv_canonical", {"canonical_features": 1, "canonical_size": 2.0})))
