@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from latentkit.core import ImageShape, NetworkFamily
 from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
-from latentkit.validation import check, positive_float, positive_int
+from latentkit.validation import check, non_negative_int, positive_float, positive_int
 from latentkit_plugins.code_objective import ink_centroid
 from latentkit_plugins.conv_networks import JointVAEConv
 
@@ -59,7 +59,8 @@ class CanonicalSplitEncoder(nn.Module):
         self.main = main
         self.canonical = canonical
         self.size = size
-        rest = [i for i in range(out_features) if i not in set(positions)]
+        taken = set(positions)
+        rest = [i for i in range(out_features) if i not in taken]
         # cat([main, canonical]) holds outputs rest + positions in that order; this index puts them back in place
         self.register_buffer("order", torch.argsort(torch.tensor(rest + list(positions))), persistent=False)
 
@@ -88,9 +89,8 @@ class JointVAEConvCanonical(NetworkFamily):
                 'network_options={"canonical_features": 3} for disc_sizes=[3] — or a list of output positions'
             )
         if isinstance(canonical_features, (list, tuple)):
-            if not canonical_features or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
-                                                 for i in canonical_features) \
-                    or len(set(canonical_features)) != len(canonical_features):
+            if (not canonical_features or not all(non_negative_int.test(i) for i in canonical_features)
+                    or len(set(canonical_features)) != len(canonical_features)):
                 raise ConfigError(f"{owner} canonical_features as a list holds distinct output positions (whole "
                                   f"numbers from 0), got {canonical_features!r}; e.g. [5, 11, 12, 13, 14]")
             self.canonical_features: int | list[int] = [int(i) for i in canonical_features]
