@@ -9,6 +9,8 @@ Arms (each a recipe of ``recipes/``, 64x64, Adam 5e-4, batch 64, 6 continuous un
 * ``jointvae-invariant`` — JointVAE whose discrete code cannot see position or size and is asked to ignore rotation
   (``recipes/jointvae_dsprites_invariant.py``: the fixed schedule below, the code read from a canonical view of the
   image, plus consistency and balance terms).
+* ``NAME=PATH`` — any recipe file of one's own (e.g. ``mine=runs/tune/my_recipe.py``), run and scored as the others
+  under the same schedule, seeds and metrics: how a new recipe is set beside the baselines without editing this file.
 
 Schedules (``--schedule``):
 
@@ -90,13 +92,39 @@ def channel_settings(recipe, args: argparse.Namespace) -> list[str]:
     return sets
 
 
+def parse_arms(text: str) -> dict[str, Path]:
+    """``--arms`` to ``{arm: recipe file}``: each item a name of :data:`ARMS` or ``NAME=PATH`` to a recipe file."""
+    arms: dict[str, Path] = {}
+    for item in (a.strip() for a in text.split(",")):
+        if not item:
+            continue
+        name, sep, path = (part.strip() for part in item.partition("="))
+        if not sep:
+            if name not in ARMS:
+                raise ValueError(f"unknown arm {name!r}; choose from {', '.join(ARMS)}, or give NAME=PATH to a recipe file")
+            recipe = ROOT / ARMS[name]
+        else:
+            recipe = Path(path).expanduser().resolve()
+            if not name or "/" in name or name in (".", ".."):
+                raise ValueError(f"arm {item!r}: NAME=PATH needs a plain name before '=' (a folder under --out)")
+            if not recipe.is_file():
+                raise ValueError(f"arm {name!r}: no recipe file at {recipe}")
+        if name in arms:
+            raise ValueError(f"arm {name!r} is given twice")
+        arms[name] = recipe
+    if not arms:
+        raise ValueError("--arms names no arm")
+    return arms
+
+
 def arm_spec(arm: str, args: argparse.Namespace, threads: int) -> tuple[SweepSpec, list[str]]:
-    recipe = load_recipe(ROOT / ARMS[arm])
+    recipe_file = args.arm_recipes[arm]
+    recipe = load_recipe(recipe_file)
     metrics = ["factorvae", "mig", "dci", "sap", "kmeans-accuracy", "reconstruction"]
     if recipe.disc_sizes:
         metrics.insert(2, "accuracy")
     options = (f"factorvae.num_train={args.votes[0]}", f"factorvae.num_eval={args.votes[1]}")
-    spec = SweepSpec(recipe=str(ROOT / ARMS[arm]), out=Path(args.out) / arm, steps=args.steps,
+    spec = SweepSpec(recipe=str(recipe_file), out=Path(args.out) / arm, steps=args.steps,
                      metrics=tuple(metrics), threads=threads, eval_options=options, max_images=args.eval_images)
     sets = channel_settings(recipe, args) + [
         'dataset_options={"source": "procedural", "label_factor": "shape"}',
@@ -171,7 +199,7 @@ def summarise(out: Path, arms: list[str], seeds: list[int], args: argparse.Names
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arms", default="jointvae,betavae,annealedvae", help=f"comma-separated, of {', '.join(ARMS)}")
+    parser.add_argument("--arms", default="jointvae,betavae,annealedvae", help=f"comma-separated, of {', '.join(ARMS)}, or NAME=PATH to a recipe file")
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--out", default="runs/compare-dsprites")
@@ -190,10 +218,11 @@ def main() -> int:
                         help="a further recipe override for every run (e.g. 'train.precision=\"bfloat16\"')")
     parser.add_argument("--summarise-only", action="store_true", help="tabulate the stored results, train nothing")
     args = parser.parse_args()
-    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
-    unknown = [a for a in arms if a not in ARMS]
-    if unknown:
-        parser.error(f"unknown arms {unknown}; choose from {list(ARMS)}")
+    try:
+        args.arm_recipes = parse_arms(args.arms)
+    except ValueError as exc:
+        parser.error(str(exc))
+    arms = list(args.arm_recipes)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

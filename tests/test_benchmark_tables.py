@@ -64,3 +64,19 @@ def test_the_lever_table_spans_arms_and_draws_them(tmp_path):
     assert math.isclose(table["balance"]["bce_change_pct"], -6.25)
     assert "| balance | 1 | 0.900 |" in text
     assert (tmp_path / "levers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_comparison_arm_may_be_a_recipe_file_of_ones_own(tmp_path):
+    """``--arms jointvae,mine=PATH``: the built-in arms by name, one's own recipe by path, each under its own name."""
+    import pytest
+
+    compare = _load("compare_dsprites")
+    mine = tmp_path / "my_recipe.py"
+    mine.write_text("def config(): ...\n")
+    arms = compare.parse_arms(f"jointvae, mine={mine}")
+    assert list(arms) == ["jointvae", "mine"]
+    assert arms["jointvae"] == compare.ROOT / "recipes" / "jointvae_dsprites.py" and arms["mine"] == mine.resolve()
+    for bad, says in [("nosuch", "unknown arm 'nosuch'"), (f"mine={tmp_path / 'absent.py'}", "no recipe file"),
+                      (f"a/b={mine}", "plain name"), ("jointvae,jointvae", "given twice"), (" , ", "names no arm")]:
+        with pytest.raises(ValueError, match=says):
+            compare.parse_arms(bad)
