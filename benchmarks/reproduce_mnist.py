@@ -6,8 +6,9 @@
 Each seed trains into ``OUT/seed-N`` (default ``runs/reproduce-mnist``) with the ``latentkit`` command exactly as a user
 runs it (the paper's recipe as published: 100 epochs = 93,800 steps). The script is restartable: a seed whose run is
 complete is only evaluated, one with checkpoints is resumed (``latentkit train --resume``), so a job cut by the end of
-a session continues where it stopped when started again with the same arguments. Seeds run one after another (two CPU
-cores are used best by one run).
+a session continues where it stopped when started again with the same arguments. Seeds run one after another, or
+``--jobs N`` at a time, each training then given CPUs / N threads (``--threads`` to choose); a seed that fails does not
+stop the others, and the table holds every seed that completed.
 
 Per seed, on the test set: the discrete code's accuracy with a one-to-one (Hungarian) map of categories to digits — the
 headline —, with the majority map and the normalised mutual information beside it; the Hungarian accuracy of a
@@ -25,10 +26,13 @@ import argparse
 import csv
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +56,22 @@ def state_of(run: Path) -> str:
     return "new"
 
 
+class SeedFailed(Exception):
+    """A seed's training or evaluation stopped; the message says which and how to go on. ``stopped``: by a signal."""
+
+    def __init__(self, message: str, stopped: bool = False):
+        super().__init__(message)
+        self.stopped = stopped
+
+
+def thread_env(args: argparse.Namespace) -> dict[str, str] | None:
+    """The environment of each training: CPUs / jobs intra-op threads when several run at once, else inherited."""
+    threads = getattr(args, "threads", None) or (max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None)
+    if threads is None:
+        return None
+    return dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+
+
 def train(run: Path, seed: int, args: argparse.Namespace) -> None:
     state = state_of(run)
     if state == "complete":
@@ -73,14 +93,15 @@ def train(run: Path, seed: int, args: argparse.Namespace) -> None:
             cmd += ["--set", item]
     print(f"seed {seed}: {' '.join(cmd[2:])}", flush=True)
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, cwd=ROOT)
+    proc = subprocess.run(cmd, cwd=ROOT, env=thread_env(args))
     wall = time.monotonic() - t0
     log = run / "wall.json"
     spent = json.loads(log.read_text())["seconds"] if log.is_file() else 0.0
     run.mkdir(parents=True, exist_ok=True)
     log.write_text(json.dumps({"seconds": spent + wall}) + "\n")
     if proc.returncode != 0:
-        raise SystemExit(f"seed {seed}: training stopped with status {proc.returncode}; run this script again to resume")
+        raise SeedFailed(f"seed {seed}: training stopped with status {proc.returncode}; run this script again to resume",
+                         stopped=proc.returncode < 0 or proc.returncode in (130, 143))
 
 
 def has_discrete_code(run: Path) -> bool:
@@ -98,9 +119,9 @@ def evaluate(run: Path, args: argparse.Namespace) -> dict:
         cmd += ["--metric", metric]
     if args.data_root:
         cmd += ["--data-root", args.data_root]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=thread_env(args))
     if proc.returncode != 0:
-        raise SystemExit(f"evaluating {run} failed:\n{proc.stderr}")
+        raise SeedFailed(f"evaluating {run} failed:\n{proc.stderr}")
     metrics = json.loads(proc.stdout)["metrics"]
     wall = json.loads((run / "wall.json").read_text())["seconds"] if (run / "wall.json").is_file() else float("nan")
     acc = metrics["accuracy"] if discrete else {"hungarian": math.nan, "majority": math.nan, "nmi": math.nan}
@@ -168,6 +189,49 @@ def _fmt(key: str, value: float) -> str:
     return f"{value:.1f}" if key in ("bce_median", "wall_min") else f"{value:.3f}"
 
 
+def run_one_seed(seed: int, out: Path, args: argparse.Namespace) -> dict | None:
+    """Train (or resume) and evaluate one seed; its table row, or None while its run is not complete."""
+    run = out / f"seed-{seed}"
+    if not args.evaluate_only:
+        train(run, seed, args)
+    if state_of(run) != "complete":
+        print(f"seed {seed}: not complete ({state_of(run)}); skipped in the table", flush=True)
+        return None
+    row = evaluate(run, args)
+    print(f"seed {seed}: " + ", ".join(f"{k} {_fmt(k, v)}" for k, v in row.items()), flush=True)
+    return row
+
+
+def run_seeds(seeds: list[int], out: Path, args: argparse.Namespace) -> tuple[dict[int, dict], list[str]]:
+    """Every seed, ``args.jobs`` at a time: the rows of those complete, in seed order, and a message per failed seed.
+
+    A seed that fails leaves the others running; a training stopped by a signal (the end of a session, Ctrl-C) or an
+    interrupt here starts no further seed, so what is stopped stays stopped and resumes when the script runs again."""
+    stop = threading.Event()
+
+    def job(seed: int) -> tuple[int, dict | None, str | None]:
+        if stop.is_set():
+            return seed, None, f"seed {seed}: not started (the job was stopped)"
+        try:
+            return seed, run_one_seed(seed, out, args), None
+        except SeedFailed as exc:
+            if exc.stopped:
+                stop.set()
+            return seed, None, str(exc)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, args.jobs))
+    try:
+        futures = [pool.submit(job, seed) for seed in seeds]
+        results = [future.result() for future in futures]
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    rows = {seed: row for seed, row, _ in results if row is not None}
+    return rows, [error for _, _, error in results if error]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default 0..4)")
@@ -177,25 +241,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="total steps (default: the recipe's)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="a recipe override for new runs")
     parser.add_argument("--evaluate-only", action="store_true", help="tabulate the complete runs, train nothing")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds at once (default 1; each gets CPUs / jobs threads)")
+    parser.add_argument("--threads", type=int, help="torch threads per training (default CPUs / jobs when jobs > 1)")
     args = parser.parse_args()
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--jobs and --threads are counts of at least 1, e.g. --jobs 2 --threads 1")
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = {}
-    for seed in seeds:
-        run = out / f"seed-{seed}"
-        if not args.evaluate_only:
-            train(run, seed, args)
-        if state_of(run) == "complete":
-            rows[seed] = evaluate(run, args)
-            print(f"seed {seed}: " + ", ".join(f"{k} {_fmt(k, v)}" for k, v in rows[seed].items()), flush=True)
-        else:
-            print(f"seed {seed}: not complete ({state_of(run)}); skipped in the table", flush=True)
+    rows, failures = run_seeds(seeds, out, args)
     kept = merge_earlier_rows(rows, out)
     if kept:
         print(f"seeds {', '.join(map(str, kept))}: kept from the earlier table in {out / 'summary.json'}", flush=True)
     if rows:
         print(summarise(rows, out, args.recipe))
+    if failures:
+        raise SystemExit("\n".join(failures))
 
 
 if __name__ == "__main__":

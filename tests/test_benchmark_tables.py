@@ -80,3 +80,44 @@ def test_a_comparison_arm_may_be_a_recipe_file_of_ones_own(tmp_path):
                       (f"a/b={mine}", "plain name"), ("jointvae,jointvae", "given twice"), (" , ", "names no arm")]:
         with pytest.raises(ValueError, match=says):
             compare.parse_arms(bad)
+
+
+def test_seeds_run_jobs_at_a_time_a_failed_seed_spares_the_others_and_a_stopped_one_starts_no_more(monkeypatch, tmp_path):
+    import argparse
+    import threading
+
+    reproduce = _load("reproduce_mnist")
+    args = argparse.Namespace(jobs=2, threads=None, evaluate_only=False)
+    running, most = set(), [0]
+    lock = threading.Lock()
+    both_running = threading.Barrier(2, timeout=10)
+
+    def fake_seed(seed, out, args):
+        with lock:
+            running.add(seed)
+            most[0] = max(most[0], len(running))
+        if seed in (0, 1):
+            both_running.wait()  # seeds 0 and 1 must be in flight together for --jobs 2
+        with lock:
+            running.discard(seed)
+        if seed == 1:
+            raise reproduce.SeedFailed("seed 1: training stopped with status 1; run this script again to resume")
+        return _row(0.9 + seed / 100)
+
+    monkeypatch.setattr(reproduce, "run_one_seed", fake_seed)
+    rows, failures = reproduce.run_seeds([0, 1, 2], tmp_path, args)
+    assert most[0] == 2 and sorted(rows) == [0, 2] and failures == [
+        "seed 1: training stopped with status 1; run this script again to resume"]
+
+    started = []
+
+    def stopped_at_first(seed, out, args):
+        started.append(seed)
+        raise reproduce.SeedFailed(f"seed {seed}: training stopped with status 130", stopped=True)
+
+    monkeypatch.setattr(reproduce, "run_one_seed", stopped_at_first)
+    rows, failures = reproduce.run_seeds([0, 1, 2], tmp_path, argparse.Namespace(jobs=1, threads=None))
+    assert started == [0] and rows == {} and failures[1:] == ["seed 1: not started (the job was stopped)",
+                                                               "seed 2: not started (the job was stopped)"]
+    assert reproduce.thread_env(argparse.Namespace(jobs=2, threads=1))["OMP_NUM_THREADS"] == "1"
+    assert reproduce.thread_env(argparse.Namespace(jobs=1, threads=None)) is None
