@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from latentkit.assembly.recipe import load_recipe  # noqa: E402
-from latentkit.assembly.sweep import SweepRun, SweepSpec, execute  # noqa: E402
+from latentkit.assembly.sweep import SweepRun, SweepSpec, execute, thread_env  # noqa: E402
 
 ARMS = {
     "jointvae": "recipes/jointvae_dsprites.py",
@@ -142,7 +142,7 @@ def run_one(arm: str, seed: int, args: argparse.Namespace, threads: int) -> dict
     if stored.is_file() and (folder / "final" / "config.json").is_file():
         return json.loads(stored.read_text())
     run = SweepRun(f"seed-{seed}", seed, tuple(tuple(s.split("=", 1)) for s in sets))
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env = thread_env(threads, 1)
     print(f"== {arm} seed {seed}: settings {sets}", flush=True)
     result = execute(spec, run, env)
     record = {"arm": arm, "seed": seed, "status": result.status, "seconds": result.seconds,

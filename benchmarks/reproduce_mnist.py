@@ -26,7 +26,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from latentkit.assembly.sweep import set_aside_unstarted  # noqa: E402
+from latentkit.assembly.sweep import set_aside_unstarted, thread_env as sweep_thread_env  # noqa: E402
 COLUMNS = [("hungarian", "accuracy (Hungarian)"), ("majority", "accuracy (majority)"), ("nmi", "NMI"),
            ("kmeans_hungarian", "k-means of cont. means (Hungarian)"), ("bce_median", "median test BCE / image"),
            ("wall_min", "training wall (min)")]
@@ -66,10 +65,9 @@ class SeedFailed(Exception):
 
 def thread_env(args: argparse.Namespace) -> dict[str, str] | None:
     """The environment of each training: CPUs / jobs intra-op threads when several run at once, else inherited."""
-    threads = getattr(args, "threads", None) or (max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None)
-    if threads is None:
+    if args.threads is None and args.jobs == 1:
         return None
-    return dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    return sweep_thread_env(args.threads, args.jobs)
 
 
 def train(run: Path, seed: int, args: argparse.Namespace) -> None:

@@ -202,9 +202,14 @@ def _tail(text: str) -> str:
     return lines[-1][-300:] if lines else "(no output)"
 
 
+def thread_env(threads: int | None, jobs: int) -> dict[str, str]:
+    """The environment of one of ``jobs`` trainings run at once: ``threads`` intra-op threads, or CPUs / jobs."""
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    return dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+
+
 def run_local(spec: SweepSpec, runs: Sequence[SweepRun], jobs: int, progress=print) -> list[RunResult]:
-    threads = spec.threads or max(1, (os.cpu_count() or 1) // jobs)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env = thread_env(spec.threads, jobs)
     results: list[RunResult] = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for result in pool.map(lambda r: execute(spec, r, env), runs):
@@ -221,7 +226,7 @@ def run_ray(spec: SweepSpec, runs: Sequence[SweepRun], progress=print) -> list[R
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, ignore_reinit_error=True, log_to_driver=False)
     threads = spec.threads or 1
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env = thread_env(threads, 1)
     remote = ray.remote(num_cpus=threads)(execute)
     pending = {remote.remote(spec, r, env): r for r in runs}
     results = []
