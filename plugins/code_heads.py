@@ -14,6 +14,11 @@ agree. While the code itself is the best, nothing changes: the code is its own t
 An optional over-clustering head (more categories than the code, IIC's auxiliary over-clustering) shapes the trunk
 with finer clusters; it never teaches.
 
+When every head has settled in the same split-and-merge optimum, no choice among them helps. ``regroup`` then gives
+one head a new start: the images of the last few hundred batches (a bank kept here) are over-clustered in the trunk's
+features and the clusters merged along the augmentation graph (:mod:`code_regroup`); the worst head is refitted to
+that partition, its loss average started afresh, and the lowest-loss rule decides, as for any head, whether it teaches.
+
 The heads and the moving averages are trainable state of the objective (``objective.safetensors`` in checkpoints), so
 a resumed run chooses what an uninterrupted one would.
 """
@@ -74,7 +79,8 @@ class CodeHeads(nn.Module):
     head, the moving average of its co-assignment with the code, K x K), ``teacher`` (the candidate teaching now).
     """
 
-    def __init__(self, hidden: int, categories: int, extra: int, overcluster: int, select_every: int, seed: int):
+    def __init__(self, hidden: int, categories: int, extra: int, overcluster: int, select_every: int, seed: int,
+                 bank_shape: tuple[int, ...] = ()):
         super().__init__()
         generator = torch.Generator().manual_seed(int(seed) * 7919 + 17)
         self.heads = nn.ModuleList(_linear(hidden, categories, generator) for _ in range(extra))
@@ -85,6 +91,18 @@ class CodeHeads(nn.Module):
         self.register_buffer("agreement", torch.full((extra, categories, categories), 1.0 / categories**2))
         self.register_buffer("teacher", torch.zeros((), dtype=torch.long))
         self.register_buffer("seen", torch.zeros((), dtype=torch.long))
+        # candidates whose averages start afresh at the next record (a head refitted in this step; never saved, as a
+        # checkpoint falls between steps)
+        self.fresh: set[int] = set()
+        self.regrouping = bool(bank_shape)
+        if self.regrouping:  # only then, so checkpoints of runs without regrouping load as before
+            # the bank of recent training images (float16, a ring), saved with the heads so a resumed run regroups
+            # the images an uninterrupted one would
+            self.register_buffer("bank", torch.zeros(bank_shape, dtype=torch.float16))
+            self.register_buffer("bank_filled", torch.zeros((), dtype=torch.long))
+            self.register_buffer("bank_next", torch.zeros((), dtype=torch.long))
+            self.register_buffer("regroup_within", torch.full((), float("nan")))
+            self.register_buffer("regroup_fit", torch.full((), float("nan")))
 
     def head_log_probs(self, features: Tensor) -> list[Tensor]:
         """Each teaching head's log q(c|x), float32."""
@@ -99,11 +117,14 @@ class CodeHeads(nn.Module):
     def record(self, losses: Tensor, code_alpha: Tensor, head_targets: list[Tensor]) -> None:
         """Adds one step's losses (code first) and co-assignments to the moving averages."""
         first = bool(self.seen == 0)
-        decay = 0.0 if first else self.decay
+        decay = torch.full_like(self.loss_ema, 0.0 if first else self.decay)
+        for candidate in self.fresh:
+            decay[candidate] = 0.0
         self.loss_ema.mul_(decay).add_((1 - decay) * losses.detach().to(self.loss_ema))
         for j, target in enumerate(head_targets):
             joint = code_alpha.detach().float().T @ target.detach().float() / code_alpha.shape[0]
-            self.agreement[j].mul_(decay).add_((1 - decay) * joint.to(self.agreement))
+            self.agreement[j].mul_(decay[j + 1]).add_((1 - decay[j + 1]) * joint.to(self.agreement))
+        self.fresh.clear()
         self.seen.add_(1)
 
     @torch.no_grad()
@@ -111,6 +132,32 @@ class CodeHeads(nn.Module):
         """At every ``select_every``-th step, the candidate with the lowest average loss becomes the teacher."""
         if self.select_every and step > 0 and step % self.select_every == 0 and int(self.seen) > 0:
             self.teacher.fill_(int(torch.argmin(self.loss_ema)))
+
+    @torch.no_grad()
+    def remember(self, x: Tensor) -> None:
+        """Adds a batch of training images to the bank (the oldest go first once it is full)."""
+        if not self.regrouping:
+            return
+        size = self.bank.shape[0]
+        rows = x.detach().to(self.bank.device, torch.float16)[:size]
+        start = int(self.bank_next)
+        index = (torch.arange(rows.shape[0], device=self.bank.device) + start) % size
+        self.bank[index] = rows
+        self.bank_next.fill_((start + rows.shape[0]) % size)
+        self.bank_filled.fill_(min(size, int(self.bank_filled) + rows.shape[0]))
+
+    def worst_head(self) -> int:
+        """The auxiliary head (0-based) with the highest loss average, never the one teaching now."""
+        losses = self.loss_ema[1:].clone()
+        teacher = int(self.teacher)
+        if teacher and losses.numel() > 1:
+            losses[teacher - 1] = -float("inf")
+        return int(torch.argmax(losses))
+
+    @torch.no_grad()
+    def restart(self, head: int) -> None:
+        """Head ``head`` was refitted: its loss average and its agreement with the code start again at the next step."""
+        self.fresh.add(head + 1)
 
     @torch.no_grad()
     def aligned(self, head: int, target: Tensor) -> Tensor:

@@ -35,6 +35,8 @@ each trained with the same consistency and balance terms, and lets the one whose
 (IIC's lowest-loss head, without labels). The heads' mean loss is added times ``heads_weight`` (default 1: together
 they weigh as much as the code's own terms); with ``detach_heads`` they read the features without shaping them.
 ``overcluster`` adds a head with that many categories that only shapes the features (:mod:`code_heads`).
+``regroup_every`` (with heads) refits the worst head, every so many steps, to the trunk's features over-clustered and
+merged along the augmentation graph (:mod:`code_regroup`): a way out when every head shares one split-and-merge optimum.
 
 Every weight is 0 until step ``start`` (default 0), then ramped linearly from 0 over ``warmup`` steps (0: full weight
 at once). The added terms are
@@ -60,10 +62,13 @@ from latentkit.errors import ConfigError
 from latentkit.plugins import hookimpl
 from latentkit.validation import Rule, check, non_negative_float, non_negative_int, positive_float, positive_int
 from latentkit_plugins.code_heads import CodeHeads, FeatureTap, final_linear
+from latentkit_plugins.code_regroup import encode_features, fit_linear, regroup
 
 #: a term's weight: 0 turns the term off
 WEIGHT = Rule(non_negative_float.test, "a finite non-negative number (0 turns the term off)", "10.0", float)
 
+#: how far below the batch's best (log-probability / epsilon) a score is floored before exp() in the balanced assignment
+SINKHORN_FLOOR = 700.0
 #: log(α + EPS): the categorical's probabilities may be exactly 0 in float32
 EPS = 1e-12
 #: the decoding assignment's floor, in nats below an image's best category (e^-50: negligible, yet not zero)
@@ -91,7 +96,10 @@ def balanced_assignment(log_probs: Tensor, iterations: int = 3, epsilon: float =
     with torch.no_grad():
         b, k = log_probs.shape
         scores = log_probs.detach().double() / epsilon
-        q = torch.exp(scores - scores.max())
+        # floored 700 below the best score, where exp() still gives a positive float64: a category every image gives a
+        # log-probability of -1000 would otherwise have no mass at all, and the column scaling would divide 0 by 0
+        scores = (scores - scores.max()).clamp_min(-SINKHORN_FLOOR)
+        q = torch.exp(scores)
         q = q / q.sum()
         for _ in range(iterations):
             q = q / q.sum(0, keepdim=True) / k  # every category holds 1/K of the mass
@@ -210,6 +218,12 @@ class DiscreteCodeObjective(Objective):
         select_every: int = 1000,
         detach_heads: bool = False,
         heads_weight: float = 1.0,
+        regroup_every: int = 0,
+        regroup_start: int = 0,
+        regroup_clusters: int = 0,
+        regroup_bank: int = 8192,
+        regroup_views: int = 2,
+        image_shape: tuple[int, ...] | None = None,
     ):
         if channel not in latent.names:
             raise ConfigError(f"jointvae_code channel {channel!r} is not a channel of this latent ({latent.names})")
@@ -252,6 +266,33 @@ class DiscreteCodeObjective(Objective):
             )
         if self.overcluster == 1:
             raise ConfigError("jointvae_code overcluster is a number of categories (at least 2), or 0 for none")
+        self.regroup_every = check("regroup_every", regroup_every, non_negative_int, owner="jointvae_code",
+                                   example="5000")
+        self.regroup_start = check("regroup_start", regroup_start, non_negative_int, owner="jointvae_code",
+                                   example="5000")
+        # 4K clusters: fine enough that a class rarely shares one, coarse enough that each holds ~2% of the bank
+        self.regroup_clusters = check("regroup_clusters", regroup_clusters, non_negative_int, owner="jointvae_code",
+                                      example="40") or 4 * self.categories
+        self.regroup_bank = check("regroup_bank", regroup_bank, positive_int, owner="jointvae_code", example="8192")
+        self.regroup_views = check("regroup_views", regroup_views, positive_int, owner="jointvae_code", example="2")
+        if self.regroup_every:
+            if not self.extra_heads:
+                raise ConfigError("jointvae_code regroup_every refits an auxiliary head; set heads to 2 or more "
+                                  "(e.g. heads=5)")
+            if not self.weights["augment"]:
+                raise ConfigError("jointvae_code regroup_every merges clusters along the augmentation graph; set "
+                                  "augment_weight above 0 (e.g. augment_weight=100)")
+            if self.regroup_clusters <= self.categories:
+                raise ConfigError(f"jointvae_code regroup_clusters ({self.regroup_clusters}) must be more than the "
+                                  f"code's {self.categories} categories, e.g. {4 * self.categories} (0: 4 per category)")
+            if self.regroup_bank < 2 * self.regroup_clusters:
+                raise ConfigError(f"jointvae_code regroup_bank ({self.regroup_bank}) holds too few images for "
+                                  f"{self.regroup_clusters} clusters; keep at least 50 per cluster, e.g. "
+                                  f"{50 * self.regroup_clusters}")
+            if image_shape is None:
+                raise ConfigError("jointvae_code regroup_every keeps a bank of images and needs the data set's "
+                                  "image_shape (the training task passes it)")
+        self.image_shape = tuple(image_shape) if image_shape is not None else None
         self.head_state: CodeHeads | None = None
         self.tap: FeatureTap | None = None
         self.divisor = float(getattr(base, "divisor", 1.0))
@@ -304,8 +345,9 @@ class DiscreteCodeObjective(Objective):
             if self.tap is not None:
                 self.tap.remove()
             self.tap = FeatureTap(layer)
+            bank = (self.regroup_bank, *self.image_shape) if self.regroup_every else ()
             self.head_state = CodeHeads(layer.in_features, self.categories, self.extra_heads, self.overcluster,
-                                        self.select_every, self.seed)
+                                        self.select_every, self.seed, bank_shape=bank)
             self.head_state.to(layer.weight.device)
 
     def trainable(self) -> nn.Module | None:
@@ -332,6 +374,8 @@ class DiscreteCodeObjective(Objective):
         mean = alpha.mean(0)
         terms = {"marginal": (mean * torch.log(mean * self.categories + EPS)).sum()}
         features = self._head_features(x.shape[0]) if self.head_state is not None else None
+        if self.regroup_every:  # before the heads are used: a refit after them would change what backward needs
+            self._maybe_regroup(step, logs)
         own = balanced_assignment(log_alpha, self.iterations, self.epsilon) if self.weights["balance"] else None
         target, heads = own, None
         if self.head_state is not None:
@@ -359,6 +403,8 @@ class DiscreteCodeObjective(Objective):
         added = sum(self.weights[name] * share * value for name, value in terms.items() if self.weights[name])
         if heads is not None:
             added = added + share * self.heads_weight * self._train_heads(heads, alpha, log_alpha, own, moved, step, logs)
+            if self.regroup_every:
+                self.head_state.remember(x)
         if isinstance(added, Tensor):
             logs["objective"] = logs["objective"] + added
             logs["loss"] = logs["loss"] + added / self.divisor
@@ -444,6 +490,40 @@ class DiscreteCodeObjective(Objective):
         state.choose(step + 1)  # the teacher for the next step, from the averages up to this one
         # their mean: however many heads there are, they press on the shared features as much as one more code does
         return sum(losses) / len(losses)
+
+    def _maybe_regroup(self, step: int, logs: dict) -> None:
+        """At the regrouping steps, refits the worst head to the regrouped bank (the batches before this one)."""
+        state = self.head_state
+        due = step >= max(self.regroup_start, 1) and (step - self.regroup_start) % self.regroup_every == 0
+        if due and int(state.bank_filled) >= 2 * self.regroup_clusters:
+            self._regroup(step)
+        logs["code/regroup_within"] = state.regroup_within.clone()
+        logs["code/regroup_fit"] = state.regroup_fit.clone()
+
+    @torch.no_grad()
+    def _regroup(self, step: int) -> None:
+        """Over-cluster the bank in the trunk's features, merge the clusters along the augmentation graph into K
+        groups (:func:`code_regroup.regroup`), and refit the worst auxiliary head to them."""
+        state = self.head_state
+        images = state.bank[: int(state.bank_filled)]
+        generator = torch.Generator(device="cpu").manual_seed((self.seed * 1_000_003 + step) % (2**63))
+
+        def features_of(chunk: Tensor) -> Tensor:
+            self.model.encode(chunk.to(self.tap_device()).float())
+            return self.tap.take(chunk.shape[0]).detach()
+
+        features = encode_features(features_of, images)
+        moved = [encode_features(features_of, random_affine(images.float(), generator, **self.augment))
+                 for _ in range(self.regroup_views)]
+        groups, within = regroup(features, moved, self.regroup_clusters, self.categories, generator)
+        head = state.worst_head()
+        accuracy = fit_linear(state.heads[head], features, groups, moved)
+        state.restart(head)
+        state.regroup_within.fill_(within)
+        state.regroup_fit.fill_(accuracy)
+
+    def tap_device(self) -> torch.device:
+        return self.head_state.bank.device
 
     def _moved_alpha(self, x: Tensor, step: int) -> Tensor:
         """q(c | T(x)) for a random transform T of each image (the augmented view), float32."""

@@ -462,21 +462,29 @@ def test_alignment_renames_a_heads_categories_to_the_codes_by_their_agreement():
     assert torch.equal(renamed.argmax(1), torch.argsort(permutation)[target.argmax(1)])
 
 
-def test_a_run_with_heads_resumes_as_if_never_stopped(tmp_path):
-    options = json.dumps({"balance_weight": 2.0, "augment_weight": 3.0, "heads": 3, "overcluster": 6,
-                          "select_every": 3})
+def _last_rows_straight_and_resumed(tmp_path, options: dict, steps: int) -> tuple[dict, dict]:
+    """The last logged row of a run trained ``steps`` steps at once, and of the same run stopped at step 5 (a
+    checkpoint) and resumed."""
     common = ["--set", 'dataset_options={"n": 128, "size": 32}', "--set", "objective=jointvae_code",
-              "--set", f"objective_options={options}", "--set", "train.log_every=1", "--set", "train.batch_size=16",
-              "--set", "train.checkpoint_every=5", "--set", "train.figures_every=0", "--quiet", "--seed", "2"]
+              "--set", f"objective_options={json.dumps(options)}", "--set", "train.log_every=1",
+              "--set", "train.batch_size=16", "--set", "train.checkpoint_every=5", "--set", "train.figures_every=0",
+              "--quiet", "--seed", "2"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    assert cli.main(["train", str(RECIPES / "jointvae_shapes.py"), *common, "--steps", "12", "--out", str(straight)]) == 0
-    assert cli.main(["train", str(RECIPES / "jointvae_shapes.py"), *common, "--steps", "5", "--out", str(resumed)]) == 0
-    assert cli.main(["train", "--resume", str(resumed), "--steps", "12", "--quiet"]) == 0
+    recipe = str(RECIPES / "jointvae_shapes.py")
+    assert cli.main(["train", recipe, *common, "--steps", str(steps), "--out", str(straight)]) == 0
+    assert cli.main(["train", recipe, *common, "--steps", "5", "--out", str(resumed)]) == 0
+    assert cli.main(["train", "--resume", str(resumed), "--steps", str(steps), "--quiet"]) == 0
     rows = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
     again = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
-    assert rows[-1]["step"] == again[-1]["step"] == 12
-    assert {"code/teacher", "code/candidate_loss.2"} <= set(rows[-1])
-    assert rows[-1] == again[-1]
+    assert rows[-1]["step"] == again[-1]["step"] == steps
+    return rows[-1], again[-1]
+
+
+def test_a_run_with_heads_resumes_as_if_never_stopped(tmp_path):
+    options = {"balance_weight": 2.0, "augment_weight": 3.0, "heads": 3, "overcluster": 6, "select_every": 3}
+    straight, resumed = _last_rows_straight_and_resumed(tmp_path, options, 12)
+    assert {"code/teacher", "code/candidate_loss.2"} <= set(straight)
+    assert straight == resumed
 
 
 @pytest.mark.parametrize(
@@ -647,3 +655,136 @@ def test_heads_weight_scales_what_the_heads_add():
     quarter = float(objective(model, heads=3, heads_weight=0.25, **HEADS)(x, model(x), 500)["objective"].detach())
     assert full > plain
     assert quarter - plain == pytest.approx(0.25 * (full - plain), rel=1e-4)
+
+
+# --- regrouping: over-cluster, merge along the augmentation graph, refit a head (plugins/code_regroup.py) ---------------
+
+
+def _styled_classes(per_style=60, seed=0):
+    """Four classes of two styles each in 2-D; a style sits nearer a style of *another* class than its own class's
+    other style, so grouping by distance alone mixes classes. A moved view of a point is a point of the same class in
+    either style (the augmentation changes the style, never the class)."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    styles = [centres[c] + torch.tensor([2.0, 0.0]) * (1 if s else -1) for c in range(4) for s in range(2)]
+    # class c's style 1 is moved next to class (c + 1) % 4's style 0
+    for c in range(4):
+        styles[2 * c + 1] = styles[2 * ((c + 1) % 4)] + torch.tensor([0.0, 2.5])
+    features, labels, style_of = [], [], []
+    for index, centre in enumerate(styles):
+        features.append(centre + 0.3 * torch.randn(per_style, 2, generator=g))
+        labels += [index // 2] * per_style
+        style_of += [index] * per_style
+    features, labels = torch.cat(features), torch.tensor(labels)
+
+    def moved_view():
+        other = torch.tensor([int(torch.randint(2, (1,), generator=g)) for _ in labels]) + 2 * labels
+        return torch.stack(styles)[other] + 0.3 * torch.randn(len(labels), 2, generator=g)
+
+    return features, labels, [moved_view() for _ in range(2)]
+
+
+def _agreement(a, b, k):
+    from scipy.optimize import linear_sum_assignment
+
+    table = torch.zeros(k, k)
+    table.index_put_((a, b), torch.ones(len(a)), accumulate=True)
+    rows, cols = linear_sum_assignment(table.numpy(), maximize=True)
+    return float(table[rows, cols].sum()) / len(a)
+
+
+def test_regrouping_recovers_classes_that_distance_alone_mixes():
+    from latentkit_plugins.code_regroup import assign, kmeans, regroup
+
+    features, labels, moved = _styled_classes()
+    groups, within = regroup(features, moved, clusters=8, groups=4, generator=torch.Generator().manual_seed(1))
+    assert _agreement(groups, labels, 4) == 1.0
+    assert within > 0.95  # every move stays in its class's group
+    plain = assign(features, kmeans(features, 4, torch.Generator().manual_seed(1), restarts=4))
+    assert _agreement(plain, labels, 4) < 0.9  # the control: k-means into 4 groups by distance mixes the classes
+
+
+def test_fit_linear_reproduces_the_groups_and_is_no_more_confident_than_the_moved_views_allow():
+    from latentkit_plugins.code_regroup import fit_linear
+
+    g = torch.Generator().manual_seed(0)
+    centres = 3 * torch.randn(4, 16, generator=g)
+    labels = torch.arange(4).repeat_interleave(50)
+    features = centres[labels] + torch.randn(200, 16, generator=g)
+    moved = [centres[labels] + 2 * torch.randn(200, 16, generator=g) for _ in range(2)]  # noisier: some cross over
+    layer = torch.nn.Linear(16, 4)
+    before = layer.weight
+    share = fit_linear(layer, features, labels, moved)
+    assert layer.weight is before  # the parameter the optimiser holds is kept, only its values change
+    assert share == pytest.approx(float((layer(features).argmax(1) == labels).float().mean()))
+    assert share > 0.95
+    # the temperature: softening the fitted logits further fits the moved views no better
+    cost = lambda t: float(torch.nn.functional.cross_entropy(layer(torch.cat(moved)).detach() / t, labels.repeat(2)))  # noqa: E731,E501
+    assert cost(1.0) <= min(cost(1.25), cost(2.0)) + 1e-4
+
+
+REGROUP = {"heads": 3, "regroup_every": 3, "regroup_bank": 48, "regroup_clusters": 8, **HEADS}
+
+
+def test_the_bank_keeps_the_latest_images_in_a_ring():
+    code = objective(small_model(), **REGROUP)
+    state = code.trainable()
+    for i in range(4):
+        state.remember(torch.full((20, 1, 32, 32), float(i)))
+    assert int(state.bank_filled) == 48 and int(state.bank_next) == 80 % 48
+    # the latest 48 of the 80 images: all of batches 3 and 2, the last 8 of batch 1, written round the ring
+    assert state.bank.float().flatten(1)[:, 0].tolist() == [2.0] * 12 + [3.0] * 20 + [1.0] * 8 + [2.0] * 8
+
+
+def test_regrouping_refits_the_worst_head_at_its_steps_and_restarts_its_average():
+    model = small_model()
+    model.eval()
+    code = objective(model, **REGROUP)
+    state = code.trainable()
+    for step in range(3):  # steps 0, 1, 2 fill the bank (48 images); nothing is refitted before step 3
+        x = batch(16, seed=step)
+        logs = code(x, model(x), step)
+        assert math.isnan(float(logs["code/regroup_fit"]))
+    state.loss_ema.copy_(torch.tensor([1.0, 2.0, 9.0]))  # head 1 (candidate 2) is the worst
+    kept, refitted = state.heads[0].weight.clone(), state.heads[1].weight.clone()
+    x = batch(16, seed=3)
+    logs = code(x, model(x), 3)
+    assert torch.equal(state.heads[0].weight, kept) and not torch.equal(state.heads[1].weight, refitted)
+    assert 0.0 <= float(logs["code/regroup_fit"]) <= 1.0 and 0.0 <= float(logs["code/regroup_within"]) <= 1.0
+    x = batch(16, seed=4)
+    logs = code(x, model(x), 4)
+    # the refitted head's average starts again from this step's loss; the others carry on
+    assert float(state.loss_ema[2]) == pytest.approx(float(logs["code/candidate_loss.2"]))
+    assert float(state.loss_ema[2]) != pytest.approx(9.0 * state.decay, rel=1e-3)
+
+
+def test_the_teacher_is_never_the_head_refitted():
+    from latentkit_plugins.code_heads import CodeHeads
+
+    state = CodeHeads(hidden=8, categories=4, extra=3, overcluster=0, select_every=10, seed=0)
+    state.loss_ema.copy_(torch.tensor([5.0, 1.0, 7.0, 3.0]))
+    assert state.worst_head() == 1  # candidate 2
+    state.teacher.fill_(2)  # head 1 teaches: the worst of the others is refitted instead
+    assert state.worst_head() == 2
+
+
+def test_a_run_that_regroups_resumes_as_if_never_stopped(tmp_path):
+    options = {"balance_weight": 2.0, "augment_weight": 3.0, "heads": 3, "select_every": 3, "regroup_every": 4,
+               "regroup_start": 4, "regroup_bank": 64, "regroup_clusters": 8}
+    straight, resumed = _last_rows_straight_and_resumed(tmp_path, options, 10)
+    assert math.isfinite(straight["code/regroup_fit"])  # regrouped at steps 4 and 8, the bank saved at step 5
+    assert straight == resumed
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"regroup_every": 100, **HEADS}, "heads to 2 or more"),
+        ({"regroup_every": 100, "heads": 3, "balance_weight": 3.0}, "augment_weight"),
+        ({"regroup_every": 100, "regroup_clusters": 4, "heads": 3, **HEADS}, "more than the code's 4"),
+        ({"regroup_every": 100, "regroup_bank": 20, "heads": 3, **HEADS}, "too few images"),
+    ],
+)
+def test_bad_regroup_options_are_config_errors(options, message):
+    with pytest.raises(ConfigError, match=message):
+        build_objective(Component("jointvae_code", {"terms": TERMS, **options}), small_model())
