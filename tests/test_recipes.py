@@ -257,13 +257,21 @@ def test_no_plugin_imports_the_assembly():
 
 
 def test_robust_mnist_recipe_is_the_invariant_one_with_heads_in_30000_steps():
+    """Heads with regrouping, 30,000 steps, the continuous ramp shortened to 15,000 and the learning rate falling from
+    25,000; the discrete capacity's path and everything else are the invariant recipe's."""
     import attrs
 
     root = Path(__file__).resolve().parents[1] / "recipes"
     robust, invariant = load_recipe(root / "jointvae_mnist_robust.py"), load_recipe(root / "jointvae_mnist_invariant.py")
     assert robust.train.steps == 30_000 and robust.objective_options["heads"] > 1
-    options = {k: v for k, v in robust.objective_options.items() if k not in ("heads", "select_every")}
-    assert attrs.evolve(robust, objective_options=options, train=invariant.train) == invariant
+    assert robust.cont_capacity.steps == 15_000 and robust.train.lr_decay_start == 25_000
+    assert robust.disc_capacity == invariant.disc_capacity
+    assert robust.cont_capacity.c_max == invariant.cont_capacity.c_max
+    assert robust.objective_options["regroup_every"] == robust.objective_options["regroup_start"] == 5_000
+    added = ("heads", "select_every", "regroup_every", "regroup_start")
+    options = {k: v for k, v in robust.objective_options.items() if k not in added}
+    assert attrs.evolve(robust, objective_options=options, train=invariant.train,
+                        cont_capacity=invariant.cont_capacity) == invariant
 
 
 def test_dsprites_invariant_recipe_is_the_fixed_schedule_baseline_plus_canonical_code_and_code_terms():
