@@ -8,7 +8,7 @@ with the same two terms, and every 1,000 steps the candidate (the code itself or
 teaches the code — its balanced assignment, its categories renamed to the code's, becomes the code's target
 (``jointvae_code`` ``heads``; ``plugins/code_heads.py``).
 
-When every head settles in the same split-and-merge optimum (seeds 101 and 102: code and heads at 0.85, all alike),
+When every head settles in the same split-and-merge optimum (tuning seeds 101 and 102: code and heads at 0.54–0.86),
 regrouping gives one head a new start from the trunk's features: every 5,000 steps from step 5,000 the last 8,192
 training images are over-clustered (40 k-means clusters of the encoder's last hidden features) and the clusters
 merged into 10 groups along the graph of the augmentation's moves — an image and its moved view keep their class —,
