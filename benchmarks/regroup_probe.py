@@ -30,22 +30,21 @@ from latentkit.assembly.datasets import as_component, build_provider  # noqa: E4
 from latentkit.data.provider import as_float_batch  # noqa: E402
 from latentkit.metrics.accuracy import cluster_accuracy  # noqa: E402
 from latentkit.train.checkpoints import read_tensors  # noqa: E402
+from plugins.code_heads import FeatureTap, final_linear  # noqa: E402
 from plugins.code_objective import DEFAULT_AUGMENT, random_affine  # noqa: E402
+from plugins.metrics import encode_categories  # noqa: E402
 from plugins.code_regroup import encode_features, fit_linear, regroup  # noqa: E402
 
 
-def hidden_and_logits(model: torch.nn.Module, categories: int):
-    """A function of images giving (the encoder's last hidden features, the code's logits)."""
-    final = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Linear)][-1]
-    kept: list = []
-    final.register_forward_hook(lambda module, inputs, output: kept.append((inputs[0], output)))
+def features_of(model: torch.nn.Module):
+    """A function of a chunk of images giving the encoder's last hidden features — what the heads read (the same tap
+    as in training)."""
+    tap = FeatureTap(final_linear(model.encoder, model.latent.param_size))
 
-    def run(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        kept.clear()
+    def run(chunk: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            for i in range(0, images.shape[0], 1024):
-                model.encoder(images[i: i + 1024])
-        return (torch.cat([h for h, _ in kept]).float(), torch.cat([o[:, -categories:] for _, o in kept]).float())
+            model.encode(chunk)
+        return tap.take(chunk.shape[0])
 
     return run
 
@@ -77,17 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     generator = torch.Generator().manual_seed(args.seed)
     pick = torch.randperm(len(train.images), generator=generator)[: args.bank]
     bank = as_float_batch(torch.as_tensor(train.images[pick]))
-    encode = hidden_and_logits(model, categories)
-    features, _ = encode(bank)
-    moved = [encode_features(lambda x: encode(x)[0], random_affine(bank, generator, **augment))
-             for _ in range(args.views)]
+    encode = features_of(model)
+    features = encode_features(encode, bank)
+    moved = [encode_features(encode, random_affine(bank, generator, **augment)) for _ in range(args.views)]
     groups, within = regroup(features, moved, clusters, categories, generator)
     regrouped = torch.nn.Linear(features.shape[1], categories)
     fitted = fit_linear(regrouped, features, groups, moved)
-    test_features, code_logits = encode(as_float_batch(torch.as_tensor(test.images)))
+    test_features = encode_features(encode, as_float_batch(torch.as_tensor(test.images)))
     labels = test.labels
     heads = sorted(int(k.split(".")[1]) for k in state if k.startswith("heads.") and k.endswith(".weight"))
-    scores = {"code": cluster_accuracy(code_logits.argmax(1).numpy(), labels)["hungarian"]}
+    codes, _ = encode_categories(model, test)
+    scores = {"code": cluster_accuracy(codes[:, 0].numpy(), labels)["hungarian"]}
     for j in heads:
         logits = test_features @ state[f"heads.{j}.weight"].float().T + state[f"heads.{j}.bias"].float()
         scores[f"head {j}"] = cluster_accuracy(logits.argmax(1).numpy(), labels)["hungarian"]

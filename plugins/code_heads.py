@@ -94,8 +94,7 @@ class CodeHeads(nn.Module):
         # candidates whose averages start afresh at the next record (a head refitted in this step; never saved, as a
         # checkpoint falls between steps)
         self.fresh: set[int] = set()
-        self.regrouping = bool(bank_shape)
-        if self.regrouping:  # only then, so checkpoints of runs without regrouping load as before
+        if bank_shape:  # only then, so checkpoints of runs without regrouping load as before
             # the bank of recent training images (float16, a ring), saved with the heads so a resumed run regroups
             # the images an uninterrupted one would
             self.register_buffer("bank", torch.zeros(bank_shape, dtype=torch.float16))
@@ -135,9 +134,7 @@ class CodeHeads(nn.Module):
 
     @torch.no_grad()
     def remember(self, x: Tensor) -> None:
-        """Adds a batch of training images to the bank (the oldest go first once it is full)."""
-        if not self.regrouping:
-            return
+        """Adds a batch of training images to the bank (the oldest go first once it is full); only with a bank."""
         size = self.bank.shape[0]
         rows = x.detach().to(self.bank.device, torch.float16)[:size]
         start = int(self.bank_next)
@@ -147,7 +144,8 @@ class CodeHeads(nn.Module):
         self.bank_filled.fill_(min(size, int(self.bank_filled) + rows.shape[0]))
 
     def worst_head(self) -> int:
-        """The auxiliary head (0-based) with the highest loss average, never the one teaching now."""
+        """The auxiliary head (0-based) with the highest loss average; never the one teaching now, unless it is the
+        only head."""
         losses = self.loss_ema[1:].clone()
         teacher = int(self.teacher)
         if teacher and losses.numel() > 1:

@@ -509,7 +509,7 @@ class DiscreteCodeObjective(Objective):
         generator = torch.Generator(device="cpu").manual_seed((self.seed * 1_000_003 + step) % (2**63))
 
         def features_of(chunk: Tensor) -> Tensor:
-            self.model.encode(chunk.to(self.tap_device()).float())
+            self.model.encode(chunk.to(state.bank.device).float())
             return self.tap.take(chunk.shape[0]).detach()
 
         features = encode_features(features_of, images)
@@ -521,9 +521,6 @@ class DiscreteCodeObjective(Objective):
         state.restart(head)
         state.regroup_within.fill_(within)
         state.regroup_fit.fill_(accuracy)
-
-    def tap_device(self) -> torch.device:
-        return self.head_state.bank.device
 
     def _moved_alpha(self, x: Tensor, step: int) -> Tensor:
         """q(c | T(x)) for a random transform T of each image (the augmented view), float32."""

@@ -1,13 +1,14 @@
 """Over-cluster, then merge by the augmentation graph: a partition that a split-and-merge optimum cannot hold.
 
 Why: a discrete code trained for invariance can settle where one class is split in two by style and two classes share
-one category, and every head on the same trunk settles there with it (issue 21: MNIST seeds 101 and 102 at 0.85, all
-five candidates alike). Yet the trunk's features still separate the classes finely: a k-means of them into 4K clusters
-is 97% pure on those runs. What the trunk cannot do is *group* the clusters, and that is where the augmentation prior
+one category, and every head on the same trunk settles there with it (issue 21: MNIST tuning seeds 101 and 102, code
+and heads at 0.54–0.86). Yet the trunk's features still separate the classes finely, in clusters finer than the
+classes. What the trunk cannot do is *group* the clusters, and that is where the augmentation prior
 helps: an image and its moved view (the same transforms as the consistency term) fall into clusters of the same class
 far more often than into clusters of another, so the clusters of one class form a well-connected block of the graph
-whose edge weights count those moves. Cutting that graph into K parts (normalised spectral clustering) recovered
-0.96–0.98 on the failed runs' features, offline (docs/results.md). No label is used: only the features, the
+whose edge weights count those moves. Cutting that graph into K parts (normalised spectral clustering) and fitting a
+head to the parts gave 0.974–0.986 on the failed runs' checkpoints (``benchmarks/regroup_probe.py``, docs/results.md).
+No label is used: only the features, the
 augmentations already assumed to keep the class, and K.
 
 The functions here are that computation on fixed features; :mod:`code_heads` turns the partition into a head.
@@ -15,7 +16,7 @@ The functions here are that computation on fixed features; :mod:`code_heads` tur
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -97,7 +98,7 @@ def within_share(transitions: Tensor, cluster_groups: Tensor) -> float:
 
 
 def regroup(
-    features: Tensor, moved_features: list[Tensor], clusters: int, groups: int, generator: torch.Generator,
+    features: Tensor, moved_features: Sequence[Tensor], clusters: int, groups: int, generator: torch.Generator,
 ) -> tuple[Tensor, float]:
     """The group of every row of ``features`` and the share of moves kept within a group.
 
@@ -110,14 +111,14 @@ def regroup(
 
 
 def fit_linear(
-    layer: torch.nn.Linear, features: Tensor, labels: Tensor, moved_features: list[Tensor] = (), steps: int = 300,
+    layer: torch.nn.Linear, features: Tensor, labels: Tensor, moved_features: Sequence[Tensor] = (), steps: int = 300,
     lr: float = 0.05,
 ) -> float:
     """Sets ``layer``'s weights to a softmax regression of ``labels`` on ``features`` and on the moved views' features
     (each view keeps its image's label: the head is fitted to be invariant, as the consistency term trains it), then
     softens the logits by the temperature (1 to 10) that fits the moved views best, so the head is no more confident
-    than the augmentations allow — an over-confident head would pay for it in its consistency loss and never be chosen. Returns
-    the share of the images whose label the head gives. The layer's parameters keep their identity (the run's
+    than the augmentations allow — an over-confident head would pay for it in its consistency loss and never be
+    chosen. Returns the share of the images whose label the head gives. The layer's parameters keep their identity (the run's
     optimiser holds them)."""
     x = torch.cat([features, *moved_features]).detach().float()
     target = labels.long().repeat(1 + len(moved_features))
